@@ -1,0 +1,170 @@
+"""The contract every amplifier driver implements.
+
+This is libmushu's ``Amplifier`` kept member for member, so drivers and
+scripts written for libmushu port mechanically, plus a context manager,
+:meth:`Amplifier.close` and two optional hooks (:meth:`Amplifier.get_units`
+and :meth:`Amplifier.get_timestamps`).
+
+A driver author writes a subclass that talks to one device. Everything generic
+-- network markers, recording, timestamps, live buffers, LSL -- is added by
+:class:`ampkit.decorator.AmpDecorator`, which :func:`ampkit.get_amp` wraps
+around every driver.
+"""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Any, ClassVar
+
+import numpy as np
+
+__all__ = ["Amplifier", "Marker"]
+
+#: A driver marker: ``(milliseconds relative to the block's first sample, text)``.
+Marker = tuple[float, str]
+
+
+class Amplifier:
+    """Base class of all amplifier drivers (the libmushu contract).
+
+    Subclasses override :meth:`start`, :meth:`stop`, :meth:`get_data`,
+    :meth:`get_channels` and :meth:`get_sampling_frequency`, usually
+    :meth:`configure` and :meth:`is_available`, and optionally the hooks
+    :meth:`get_units`, :meth:`get_timestamps` and :meth:`close`.
+
+    The life cycle is::
+
+        amp = MyAmp()
+        amp.configure(**settings)   # any number of times while stopped
+        amp.start()
+        while running:
+            data, markers = amp.get_data()
+        amp.stop()
+        amp.close()                 # or use ``with MyAmp() as amp:``
+
+    Attributes
+    ----------
+    presets : list of [str, dict]
+        Named configurations, each ``[name, {keyword: value}]``, that
+        ``configure(**preset[1])`` accepts. Empty by default.
+
+    Examples
+    --------
+    A driver that produces zeros::
+
+        class ZeroAmp(Amplifier):
+            def configure(self, fs=100, channels=4):
+                self.fs, self.n = fs, channels
+            def start(self):
+                self.t0 = time.monotonic(); self.sent = 0
+            def stop(self):
+                pass
+            def get_data(self):
+                due = int((time.monotonic() - self.t0) * self.fs) - self.sent
+                self.sent += due
+                return np.zeros((due, self.n), np.float32), []
+            def get_channels(self):
+                return [f"ch{i}" for i in range(self.n)]
+            def get_sampling_frequency(self):
+                return self.fs
+    """
+
+    presets: ClassVar[list[list[Any]]] = []
+
+    def configure(self, **kwargs: Any) -> None:
+        """Apply device-specific settings.
+
+        Parameters
+        ----------
+        **kwargs
+            Settings of the device; see the driver's documentation.
+
+        Raises
+        ------
+        ampkit.errors.ConfigurationError
+            A value is unknown, of the wrong type or out of range.
+        """
+        if kwargs:
+            from ampkit.errors import ConfigurationError
+
+            raise ConfigurationError(
+                f"{type(self).__name__} takes no settings, got {sorted(kwargs)}"
+            )
+
+    def start(self) -> None:
+        """Begin acquisition."""
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        """End acquisition. Must return promptly."""
+        raise NotImplementedError
+
+    def get_data(self) -> tuple[np.ndarray, list[Marker]]:
+        """Return the samples and markers that arrived since the last call.
+
+        Returns
+        -------
+        data : ndarray, shape (n_samples, n_channels)
+            The new samples, oldest first; ``n_samples`` may be 0.
+        markers : list of (float, str)
+            ``(ms, text)`` with ``ms`` relative to the first sample of ``data``
+            (negative values and values beyond the block are allowed).
+
+        Raises
+        ------
+        ampkit.errors.StateError
+            Acquisition is not running.
+        ampkit.errors.ConnectionLostError
+            The device went away.
+        """
+        raise NotImplementedError
+
+    def get_channels(self) -> list[str]:
+        """Return the channel names, in the column order of ``get_data()``."""
+        raise NotImplementedError
+
+    def get_sampling_frequency(self) -> float:
+        """Return the sampling frequency in Hz."""
+        raise NotImplementedError
+
+    @staticmethod
+    def is_available() -> bool:
+        """Return whether the device is reachable from this computer."""
+        raise NotImplementedError
+
+    # -- beyond libmushu -------------------------------------------------
+
+    def get_units(self) -> list[str]:
+        """Return the physical unit of each channel (``'µV'`` by default)."""
+        return ["µV"] * len(self.get_channels())
+
+    def get_timestamps(self) -> np.ndarray | None:
+        """Return true sample times of the block last returned by ``get_data()``.
+
+        A driver that knows when each sample was taken (an LSL inlet, a device
+        with a hardware clock) overrides this to return one float64 per
+        sample of that block, in seconds on :func:`ampkit.clock.local_clock`.
+        The default returns ``None``: the decorator then estimates the times
+        from arrival times and the sampling frequency.
+        """
+        return None
+
+    def close(self) -> None:
+        """Release the device. Called once, after ``stop()``.
+
+        The default does nothing; drivers holding ports or sockets override it.
+        """
+
+    def __enter__(self) -> Amplifier:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __str__(self) -> str:
+        return type(self).__name__

@@ -1,0 +1,376 @@
+"""AmpDecorator: what every lab needs, added on top of any driver.
+
+:func:`ampkit.get_amp` returns every driver wrapped in an
+:class:`AmpDecorator`. The decorator is itself an
+:class:`~ampkit.amplifier.Amplifier`, so scripts use it exactly like a
+libmushu amplifier, and it adds:
+
+* per-sample timestamps on :func:`ampkit.clock.local_clock`, taken from the
+  driver when it knows them (:meth:`Amplifier.get_timestamps`) and estimated
+  from arrival times otherwise (:class:`ampkit.timestamps.SampleClock`), with
+  gap detection;
+* :meth:`AmpDecorator.get_block`, the richer read: a :class:`Block` of data,
+  timestamps and markers with absolute times;
+* markers from other threads and programs (:meth:`AmpDecorator.add_marker`),
+  placed at the right sample;
+* *services* started by :meth:`AmpDecorator.start` and stopped by
+  :meth:`AmpDecorator.stop`: each sees every block (recording, LSL
+  publishing) or feeds markers (network marker servers).
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from ampkit.amplifier import Amplifier, Marker
+from ampkit.clock import local_clock
+from ampkit.errors import ConfigurationError, StateError
+from ampkit.timestamps import SampleClock
+
+__all__ = ["AmpDecorator", "Block", "Service", "GAP_MARKER"]
+
+logger = logging.getLogger("ampkit")
+
+#: Text of the marker set at the first sample after a detected gap;
+#: ``{n}`` is the estimated number of lost samples.
+GAP_MARKER = "ampkit/gap {n}"
+
+
+@dataclass
+class Block:
+    """One read from a decorated amplifier.
+
+    Attributes
+    ----------
+    data : ndarray of float32, shape (n_samples, n_channels)
+        The samples, oldest first.
+    timestamps : ndarray of float64, shape (n_samples,)
+        When each sample was taken, seconds on :func:`ampkit.clock.local_clock`.
+    markers : list of (float, str)
+        ``(time_s, text)`` with absolute times on the same clock, sorted.
+    index : int
+        Number of samples delivered before this block since ``start()``.
+    """
+
+    data: np.ndarray
+    timestamps: np.ndarray
+    markers: list[tuple[float, str]] = field(default_factory=list)
+    index: int = 0
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def relative_markers(self) -> list[Marker]:
+        """Markers as libmushu has them: ``(ms after the first sample, text)``."""
+        if not self.markers:
+            return []
+        t0 = self.timestamps[0]
+        return [((t - t0) * 1000.0, text) for t, text in self.markers]
+
+    def marker_samples(self) -> list[tuple[int, str]]:
+        """Markers as ``(row, text)``: the row of the first sample at or after
+        the marker's time (clipped to the block)."""
+        if not self.markers:
+            return []
+        rows = np.searchsorted(self.timestamps, [t for t, _ in self.markers])
+        rows = np.clip(rows, 0, max(len(self.timestamps) - 1, 0))
+        return [(int(r), text) for r, (_, text) in zip(rows, self.markers)]
+
+
+class Service(Protocol):
+    """Something a decorated amp runs beside acquisition.
+
+    Recording, LSL publishing and the network marker servers are services.
+    ``on_block`` is called with every block :meth:`AmpDecorator.get_block`
+    returns (a service with a background thread raises its thread's error
+    from here); ``close`` is called once by :meth:`AmpDecorator.stop`.
+    """
+
+    def on_block(self, block: Block) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class AmpDecorator(Amplifier):
+    """Wrap a driver and add timestamps, markers and services.
+
+    Parameters
+    ----------
+    amp : Amplifier subclass or instance
+        The driver. A class is instantiated without arguments.
+    name : str, optional
+        Name to show for the amp (defaults to the driver's class name).
+
+    Attributes
+    ----------
+    amp : Amplifier
+        The wrapped driver; attributes the decorator lacks are looked up
+        here, so driver-specific members stay reachable.
+    n_samples : int
+        Samples delivered since ``start()``.
+    n_markers : int
+        Markers delivered since ``start()``.
+    gaps : list of ampkit.timestamps.Gap
+        Gaps found since ``start()``.
+
+    Examples
+    --------
+    >>> from ampkit.drivers.random import RandomAmp
+    >>> with AmpDecorator(RandomAmp) as amp:
+    ...     amp.configure(fs=100, channels=3)
+    ...     amp.start()
+    ...     data, markers = amp.get_data()
+    ...     amp.stop()
+    >>> data.shape[1]
+    3
+    """
+
+    def __init__(self, amp: type[Amplifier] | Amplifier, name: str | None = None) -> None:
+        if isinstance(amp, type):
+            amp = amp()
+        if not isinstance(amp, Amplifier):
+            raise ConfigurationError(
+                f"AmpDecorator wraps an Amplifier, got {type(amp).__name__}"
+            )
+        self.amp = amp
+        self.name = name or type(amp).__name__
+        self.running = False
+        self.n_samples = 0
+        self.n_markers = 0
+        self.gaps: list = []
+        self._services: list[Service] = []
+        self._clock: SampleClock | None = None
+        self._inbox: deque[tuple[float, str]] = deque()
+        self._pending: list[tuple[float, str]] = []
+        self._channels: list[str] = []
+        self._fs = 0.0
+
+    # -- delegation ------------------------------------------------------
+
+    def __getattr__(self, name: str) -> Any:
+        # Only called for attributes the decorator does not have.
+        if name == "amp":
+            raise AttributeError(name)
+        return getattr(self.amp, name)
+
+    @property
+    def presets(self) -> list[list[Any]]:  # type: ignore[override]
+        """The driver's presets."""
+        return self.amp.presets
+
+    def configure(self, **kwargs: Any) -> None:
+        """Configure the driver (only while stopped).
+
+        Raises
+        ------
+        ampkit.errors.StateError
+            The amp is running.
+        ampkit.errors.ConfigurationError
+            The driver refused a value.
+        """
+        if self.running:
+            raise StateError("configure() while running: call stop() first")
+        self.amp.configure(**kwargs)
+
+    def get_channels(self) -> list[str]:
+        """The driver's channel names."""
+        return list(self.amp.get_channels())
+
+    def get_sampling_frequency(self) -> float:
+        """The driver's sampling frequency in Hz."""
+        return float(self.amp.get_sampling_frequency())
+
+    def get_units(self) -> list[str]:
+        """The driver's channel units."""
+        return list(self.amp.get_units())
+
+    def is_available(self) -> bool:  # type: ignore[override]
+        """Whether the wrapped driver's device is reachable."""
+        return bool(self.amp.is_available())
+
+    def __str__(self) -> str:
+        return f"AmpDecorator({self.name})"
+
+    # -- life cycle ------------------------------------------------------
+
+    def start(self, filename: str | None = None, **options: Any) -> None:
+        """Start the services, then the driver.
+
+        Parameters
+        ----------
+        filename : str or path, optional
+            Record everything the amp delivers to this file (the format is
+            chosen by the suffix; see :mod:`ampkit.io`).
+        **options
+            Options of the decorator's services:
+
+            gap_threshold : float
+                Seconds a block may arrive later than its samples predict
+                before samples are counted as lost (drivers without
+                timestamps only). Default ``max(0.25, 10 / fs)``.
+
+        Raises
+        ------
+        ampkit.errors.StateError
+            Already running.
+        ampkit.errors.ConfigurationError
+            An unknown option, or a bad value.
+        """
+        if self.running:
+            raise StateError("start() while running: call stop() first")
+        options = dict(options)
+        gap_threshold = options.pop("gap_threshold", None)
+        services = self._open_services(filename, options)
+        if options:
+            for service in services:
+                service.close()
+            raise ConfigurationError(f"unknown start() options: {sorted(options)}")
+        self._channels = self.get_channels()
+        self._fs = self.get_sampling_frequency()
+        self._clock = SampleClock(self._fs, gap_threshold)
+        self.n_samples = self.n_markers = 0
+        self.gaps = []
+        self._pending = []
+        self._inbox.clear()
+        self._services = services
+        try:
+            self.amp.start()
+        except BaseException:
+            self._close_services()
+            raise
+        self.running = True
+
+    def _open_services(self, filename: str | None, options: dict[str, Any]) -> list[Service]:
+        """Create the services asked for; each pops the options it owns."""
+        services: list[Service] = []
+        if filename is not None:
+            raise ConfigurationError(
+                "recording to a file is not available in this version of ampkit"
+            )
+        return services
+
+    def stop(self) -> None:
+        """Stop the driver, then close the services.
+
+        Raises
+        ------
+        ampkit.errors.StateError
+            The amp is not running.
+        """
+        if not self.running:
+            raise StateError("stop() while not running")
+        self.running = False
+        try:
+            self.amp.stop()
+        finally:
+            self._close_services()
+
+    def _close_services(self) -> None:
+        errors = []
+        for service in self._services:
+            try:
+                service.close()
+            except Exception as exc:  # noqa: BLE001 - raised below, after all closed
+                logger.error("%s: closing %r failed: %r", self.name, service, exc)
+                errors.append(exc)
+        self._services = []
+        if errors:
+            raise errors[0]
+
+    def close(self) -> None:
+        """Stop if running, then release the driver."""
+        try:
+            if self.running:
+                self.stop()
+        finally:
+            self.amp.close()
+
+    # -- markers ---------------------------------------------------------
+
+    def add_marker(self, text: str, timestamp: float | None = None) -> None:
+        """Add a marker from any thread; it appears at its sample.
+
+        Parameters
+        ----------
+        text : str
+            The marker's text.
+        timestamp : float, optional
+            When it happened, seconds on :func:`ampkit.clock.local_clock`;
+            now when omitted.
+        """
+        self._inbox.append((local_clock() if timestamp is None else float(timestamp), str(text)))
+
+    # -- reading ---------------------------------------------------------
+
+    def get_block(self) -> Block:
+        """Read the next block from the driver.
+
+        Returns
+        -------
+        Block
+            Data (float32), one timestamp per sample, and every marker whose
+            time is not after the block's last sample (markers that come
+            later wait for the next block; none is dropped or repeated).
+
+        Raises
+        ------
+        ampkit.errors.StateError
+            The amp is not running.
+        """
+        if not self.running:
+            raise StateError("get_data()/get_block() before start()")
+        raw, driver_markers = self.amp.get_data()
+        arrival = local_clock()
+        data = np.asarray(raw, dtype=np.float32)
+        if data.ndim != 2:
+            data = data.reshape(-1, len(self._channels))
+        n = len(data)
+        timestamps = self.amp.get_timestamps()
+        gap = None
+        if timestamps is None:
+            timestamps, gap = self._clock.stamp(n, arrival)  # type: ignore[union-attr]
+        else:
+            timestamps = np.asarray(timestamps, dtype=np.float64)
+        pending = self._pending
+        if driver_markers:
+            t0 = timestamps[0] if n else arrival
+            for ms, text in driver_markers:
+                bisect.insort(pending, (t0 + float(ms) / 1000.0, str(text)))
+        if gap is not None:
+            self.gaps.append(gap)
+            logger.warning(
+                "%s: about %d samples (%.3f s) missing before t=%.3f",
+                self.name, gap.n_missing, gap.duration, gap.time,
+            )
+            bisect.insort(pending, (gap.time, GAP_MARKER.format(n=gap.n_missing)))
+        inbox = self._inbox
+        while inbox:
+            bisect.insort(pending, inbox.popleft())
+        markers: list[tuple[float, str]] = []
+        if pending and n:
+            cut = bisect.bisect_right(pending, (float(timestamps[-1]), "\U0010ffff"))
+            markers, self._pending = pending[:cut], pending[cut:]
+        block = Block(data, timestamps, markers, self.n_samples)
+        self.n_samples += n
+        self.n_markers += len(markers)
+        for service in self._services:
+            service.on_block(block)
+        return block
+
+    def get_data(self) -> tuple[np.ndarray, list[Marker]]:
+        """Read the next block in libmushu's shape.
+
+        Returns
+        -------
+        data : ndarray of float32, shape (n_samples, n_channels)
+        markers : list of (float, str)
+            ``(ms, text)``, ``ms`` relative to the block's first sample.
+        """
+        block = self.get_block()
+        return block.data, block.relative_markers()

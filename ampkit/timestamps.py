@@ -1,0 +1,115 @@
+"""Per-sample timestamps for drivers that do not know their sample times.
+
+:class:`SampleClock` turns "n samples arrived now" into one time per sample
+on :func:`ampkit.clock.local_clock`, and notices when samples are missing.
+
+The model: sample *k* of a gap-free run was taken at ``anchor + k / fs``. A
+sample can never arrive before it was taken, so each block's arrival time
+bounds the anchor from above; the anchor follows the lower envelope of
+``arrival - k / fs`` (the block that arrived with the least delay). When a
+block arrives much later than the model predicts, samples are missing: the
+clock starts a new run at the late block and reports the gap.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["SampleClock", "Gap"]
+
+
+@dataclass(frozen=True)
+class Gap:
+    """Samples missing before a block.
+
+    Attributes
+    ----------
+    time : float
+        Time of the first sample after the gap (``local_clock`` seconds).
+    duration : float
+        Seconds between the last sample before and the first sample after
+        the gap, less one sample period.
+    n_missing : int
+        Estimated number of samples lost.
+    """
+
+    time: float
+    duration: float
+    n_missing: int
+
+
+class SampleClock:
+    """Estimate sample times from arrival times and a nominal rate.
+
+    Parameters
+    ----------
+    fs : float
+        Nominal sampling frequency in Hz.
+    gap_threshold : float, optional
+        Seconds a block may arrive later than predicted before the clock
+        decides samples were lost. Defaults to ``max(0.25, 10 / fs)``.
+
+    Examples
+    --------
+    >>> clock = SampleClock(100.0)
+    >>> ts, gap = clock.stamp(5, arrival=10.0)
+    >>> ts
+    array([9.96, 9.97, 9.98, 9.99, 10.  ])
+    """
+
+    def __init__(self, fs: float, gap_threshold: float | None = None) -> None:
+        if not fs > 0:
+            raise ValueError(f"sampling frequency must be positive, got {fs!r}")
+        self.fs = float(fs)
+        self.period = 1.0 / self.fs
+        self.gap_threshold = (
+            max(0.25, 10.0 * self.period) if gap_threshold is None else gap_threshold
+        )
+        self._anchor: float | None = None
+        self._count = 0  # samples stamped since the anchor
+        self._last = -np.inf  # time of the newest sample stamped
+
+    def stamp(self, n: int, arrival: float) -> tuple[np.ndarray, Gap | None]:
+        """Return times for ``n`` samples whose newest arrived at ``arrival``.
+
+        Parameters
+        ----------
+        n : int
+            Number of samples in the block.
+        arrival : float
+            ``local_clock()`` when the block was received.
+
+        Returns
+        -------
+        timestamps : ndarray of float64, shape (n,)
+            Strictly increasing, continuing those of earlier blocks.
+        gap : Gap or None
+            Set when samples before this block appear to be missing.
+        """
+        if n == 0:
+            return np.empty(0, np.float64), None
+        gap = None
+        if self._anchor is None:
+            self._anchor = arrival - (n - 1) * self.period
+        else:
+            lateness = arrival - (self._anchor + (self._count + n - 1) * self.period)
+            if lateness > self.gap_threshold:
+                first = arrival - (n - 1) * self.period
+                duration = first - self._last - self.period
+                gap = Gap(first, duration, max(1, round(duration * self.fs)))
+                self._anchor, self._count = first, 0
+            elif lateness < 0:
+                # Arrived before its predicted time: the model ran late.
+                self._anchor += lateness
+        ts = self._anchor + (self._count + np.arange(n)) * self.period
+        if ts[0] <= self._last:
+            # The anchor moved back past the previous block: spread this
+            # block evenly between the previous sample and its own newest
+            # sample so times stay increasing.
+            step = max((ts[-1] - self._last) / n, self.period * 1e-3)
+            ts = self._last + step * np.arange(1, n + 1)
+        self._count += n
+        self._last = float(ts[-1])
+        return ts, gap
