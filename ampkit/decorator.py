@@ -80,7 +80,7 @@ class Block:
             return []
         rows = np.searchsorted(self.timestamps, [t for t, _ in self.markers])
         rows = np.clip(rows, 0, max(len(self.timestamps) - 1, 0))
-        return [(int(r), text) for r, (_, text) in zip(rows, self.markers)]
+        return [(int(r), text) for r, (_, text) in zip(rows, self.markers, strict=True)]
 
 
 class Service(Protocol):
@@ -95,6 +95,9 @@ class Service(Protocol):
     def on_block(self, block: Block) -> None: ...
 
     def close(self) -> None: ...
+
+    # Optional: ``status() -> dict`` of figures for progress displays
+    # (bytes written, backlog, consumers...); merged into AmpDecorator.status().
 
 
 class AmpDecorator(Amplifier):
@@ -290,6 +293,26 @@ class AmpDecorator(Amplifier):
                 self.stop()
         finally:
             self.amp.close()
+
+    def status(self) -> dict[str, Any]:
+        """Figures for progress displays.
+
+        Returns
+        -------
+        dict
+            ``samples``, ``markers`` and ``gaps`` delivered since ``start()``,
+            plus whatever each running service reports.
+        """
+        info: dict[str, Any] = {
+            "samples": self.n_samples,
+            "markers": self.n_markers,
+            "gaps": len(self.gaps),
+        }
+        for service in self._services:
+            report = getattr(service, "status", None)
+            if report is not None:
+                info.update(report())
+        return info
 
     # -- markers ---------------------------------------------------------
 

@@ -1,0 +1,248 @@
+"""The ``ampkit`` command.
+
+::
+
+    ampkit list                                   drivers, one line each
+    ampkit info DRIVER [-c key=value ...]         channels, rate, presets
+    ampkit record DRIVER [-c key=value ...] [-d SECONDS] [-o BASE]
+    ampkit sim DEVICE ...                         run a device simulator
+
+Each subcommand is a ``cmd_<name>(args)`` function registered in
+:func:`build_parser`; ``sim`` devices register in the ``sim`` group.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import logging
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from ampkit.clock import local_clock
+from ampkit.errors import AmpkitError, ConfigurationError
+
+__all__ = ["main", "build_parser", "parse_config"]
+
+
+def parse_config(pairs: Sequence[str]) -> dict[str, Any]:
+    """Turn ``["fs=250", "channels=8", "host=10.0.0.2"]`` into keyword arguments.
+
+    Values are read as Python literals when they are one (numbers, lists,
+    True/False/None) and as strings otherwise.
+
+    Raises
+    ------
+    ampkit.errors.ConfigurationError
+        An item without ``=``.
+    """
+    config: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigurationError(f"-c expects key=value, got {pair!r}")
+        try:
+            value: Any = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            value = text
+        config[key.strip()] = value
+    return config
+
+
+def _add_config_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("driver", help="driver name (see `ampkit list`)")
+    parser.add_argument(
+        "-c", "--config", action="append", default=[], metavar="KEY=VALUE",
+        help="a configure() setting, repeatable (e.g. -c fs=250 -c channels=8)",
+    )
+    parser.add_argument("-p", "--preset", help="configure with this preset (name or number)")
+
+
+def _open_amp(args: argparse.Namespace):
+    from ampkit.registry import get_amp
+
+    amp = get_amp(args.driver)
+    config: dict[str, Any] = {}
+    if args.preset is not None:
+        presets = amp.presets
+        match = [p for i, p in enumerate(presets) if args.preset in (p[0], str(i))]
+        if not match:
+            names = "; ".join(f"{i}: {p[0]}" for i, p in enumerate(presets)) or "none"
+            raise ConfigurationError(
+                f"no preset {args.preset!r} for {args.driver}; presets: {names}"
+            )
+        config.update(match[0][1])
+    config.update(parse_config(args.config))
+    if config:
+        amp.configure(**config)
+    return amp
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    """Print every registered driver with its availability."""
+    from ampkit.registry import ALIASES, list_drivers
+
+    aliases: dict[str, list[str]] = {}
+    for alias, target in ALIASES.items():
+        aliases.setdefault(target, []).append(alias)
+    for info in list_drivers():
+        if info.error is not None:
+            state = f"error: {info.error}"
+        else:
+            state = "available" if info.available else "not available"
+        also = f" (libmushu: {', '.join(aliases[info.name])})" if info.name in aliases else ""
+        print(f"{info.name:<10} {state:<14} {info.target}{also}")
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    """Print a driver's channels, rate and presets."""
+    amp = _open_amp(args)
+    channels = amp.get_channels()
+    print(f"driver:    {args.driver} ({type(amp.amp).__module__}.{type(amp.amp).__name__})")
+    print(f"rate:      {amp.get_sampling_frequency():g} Hz")
+    print(f"channels:  {len(channels)}: {', '.join(channels)}")
+    print(f"units:     {', '.join(sorted(set(amp.get_units())))}")
+    print(f"available: {'yes' if amp.is_available() else 'no'}")
+    for i, (name, config) in enumerate(amp.presets):
+        print(f"preset {i}:  {name}  {config}")
+    return 0
+
+
+class _Progress:
+    """A status line rewritten in place on stderr (a line at a time when not a tty)."""
+
+    def __init__(self, interval: float = 0.5) -> None:
+        self.interval = interval
+        self.tty = sys.stderr.isatty()
+        self._next = 0.0
+
+    def show(self, text: str, force: bool = False) -> None:
+        now = local_clock()
+        if not force and now < self._next:
+            return
+        self._next = now + (self.interval if self.tty else 5.0)
+        if self.tty:
+            sys.stderr.write("\r\033[K" + text)
+        else:
+            sys.stderr.write(text + "\n")
+        sys.stderr.flush()
+
+    def done(self) -> None:
+        if self.tty:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+
+
+def _format_status(elapsed: float, status: dict[str, Any]) -> str:
+    samples = status.get("samples", 0)
+    rate = samples / elapsed if elapsed > 0 else 0.0
+    parts = [
+        f"{elapsed:7.1f} s",
+        f"{samples} samples",
+        f"{rate:9.1f} Hz",
+        f"{status.get('markers', 0)} markers",
+    ]
+    if status.get("gaps"):
+        parts.append(f"{status['gaps']} gaps")
+    for key, value in status.items():
+        if key not in ("samples", "markers", "gaps"):
+            parts.append(f"{key} {value}")
+    return "  ".join(parts)
+
+
+def _run(amp, args: argparse.Namespace, start_options: dict[str, Any]) -> int:
+    """Start ``amp``, read until the duration is over or Ctrl-C, stop, report."""
+    stopping = False
+
+    def on_signal(signum, frame):  # noqa: ARG001
+        nonlocal stopping
+        stopping = True
+
+    old = signal.signal(signal.SIGTERM, on_signal)
+    progress = _Progress()
+    amp.start(**start_options)
+    t0 = local_clock()
+    try:
+        while not stopping:
+            elapsed = local_clock() - t0
+            if args.duration is not None and elapsed >= args.duration:
+                break
+            block = amp.get_block()
+            progress.show(_format_status(local_clock() - t0, amp.status()))
+            if not len(block):
+                time.sleep(0.005)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, old)
+        elapsed = local_clock() - t0
+        status = amp.status()
+        amp.stop()
+        amp.close()
+        progress.show(_format_status(elapsed, status), force=True)
+        progress.done()
+    return 0
+
+
+def cmd_record(args: argparse.Namespace) -> int:
+    """Acquire from a driver, recording to ``-o`` when given, with live progress."""
+    amp = _open_amp(args)
+    options: dict[str, Any] = {}
+    if args.output is not None:
+        options["filename"] = args.output
+    if args.overwrite:
+        options["overwrite"] = True
+    return _run(amp, args, options)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``ampkit`` command."""
+    parser = argparse.ArgumentParser(
+        prog="ampkit", description="Acquire from EEG/biosignal amplifiers."
+    )
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("list", help="list drivers and whether their device is available")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("info", help="show a driver's channels, rate and presets")
+    _add_config_args(p)
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("record", help="acquire (and record with -o) with live progress")
+    _add_config_args(p)
+    p.add_argument("-d", "--duration", type=float, help="seconds to record (default: until Ctrl-C)")
+    p.add_argument(
+        "-o", "--output", metavar="BASE",
+        help="record to BASE (five-file default format), BASE.bdf or BASE.xdf",
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace an existing recording")
+    p.set_defaults(func=cmd_record)
+
+    p = sub.add_parser("sim", help="run a device simulator")
+    sims = p.add_subparsers(dest="device", metavar="DEVICE")
+    # Each device simulator adds its parser to `sims` here.
+    sims.required = True
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``ampkit`` command; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = logging.WARNING - 10 * args.verbose
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except AmpkitError as exc:
+        print(f"ampkit {args.command}: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
