@@ -203,7 +203,7 @@ class AmpDecorator(Amplifier):
     # -- life cycle ------------------------------------------------------
 
     def start(self, filename: str | None = None, **options: Any) -> None:
-        """Start the services, then the driver.
+        """Start the driver, then the services.
 
         Parameters
         ----------
@@ -217,6 +217,15 @@ class AmpDecorator(Amplifier):
                 Seconds a block may arrive later than its samples predict
                 before samples are counted as lost (drivers without
                 timestamps only). Default ``max(0.25, 10 / fs)``.
+            lsl : bool or str
+                Publish the amp's data and markers as LSL streams while it
+                runs (:class:`ampkit.lsl.LSLPublisher`): ``True`` names the
+                data stream after the amp, a string names it; the markers go
+                to ``<name>-markers``. Default ``False``.
+            lsl_type : str
+                LSL content type of the data stream. Default ``'EEG'``.
+            lsl_source_id : str
+                LSL source id. Default ``'ampkit:<hostname>:<name>'``.
 
         Raises
         ------
@@ -229,24 +238,30 @@ class AmpDecorator(Amplifier):
             raise StateError("start() while running: call stop() first")
         options = dict(options)
         gap_threshold = options.pop("gap_threshold", None)
-        services = self._open_services(filename, options)
-        if options:
-            for service in services:
-                service.close()
-            raise ConfigurationError(f"unknown start() options: {sorted(options)}")
-        self._channels = self.get_channels()
-        self._fs = self.get_sampling_frequency()
-        self._clock = SampleClock(self._fs, gap_threshold)
+        # The driver starts first: some learn their channels and rate from
+        # the device only then (RDA's start message). Samples it receives
+        # meanwhile wait in the driver for the first get_block().
+        self.amp.start()
+        try:
+            self._channels = self.get_channels()
+            self._fs = self.get_sampling_frequency()
+            try:
+                self._clock = SampleClock(self._fs, gap_threshold)
+            except ValueError as exc:
+                raise ConfigurationError(f"{self.name}: {exc}") from None
+            services = self._open_services(filename, options)
+            if options:
+                for service in services:
+                    service.close()
+                raise ConfigurationError(f"unknown start() options: {sorted(options)}")
+        except BaseException:
+            self.amp.stop()
+            raise
         self.n_samples = self.n_markers = 0
         self.gaps = []
         self._pending = []
         self._inbox.clear()
         self._services = services
-        try:
-            self.amp.start()
-        except BaseException:
-            self._close_services()
-            raise
         self.running = True
 
     def _open_services(self, filename: str | None, options: dict[str, Any]) -> list[Service]:
@@ -256,6 +271,16 @@ class AmpDecorator(Amplifier):
             raise ConfigurationError(
                 "recording to a file is not available in this version of ampkit"
             )
+        try:
+            from ampkit.lsl import publisher_from_options  # loads pylsl only when asked
+
+            publisher = publisher_from_options(self, options)
+        except BaseException:
+            for service in services:
+                service.close()
+            raise
+        if publisher is not None:
+            services.append(publisher)
         return services
 
     def stop(self) -> None:
@@ -362,9 +387,8 @@ class AmpDecorator(Amplifier):
             timestamps = np.asarray(timestamps, dtype=np.float64)
         pending = self._pending
         if driver_markers:
-            t0 = timestamps[0] if n else arrival
             for ms, text in driver_markers:
-                bisect.insort(pending, (t0 + float(ms) / 1000.0, str(text)))
+                bisect.insort(pending, (self._marker_time(float(ms), timestamps, arrival), str(text)))
         if gap is not None:
             self.gaps.append(gap)
             logger.warning(
@@ -385,6 +409,24 @@ class AmpDecorator(Amplifier):
         for service in self._services:
             service.on_block(block)
         return block
+
+    def _marker_time(self, ms: float, timestamps: np.ndarray, arrival: float) -> float:
+        """Absolute time of a driver marker ``ms`` after the block's first sample.
+
+        The marker's row (``ms * fs / 1000``) is looked up in the block's
+        timestamps, so it lands on the sample the driver meant even where the
+        timestamps are not evenly spaced; outside the block it is extrapolated
+        at the nominal rate.
+        """
+        n = len(timestamps)
+        if n == 0:
+            return arrival + ms / 1000.0
+        row = ms * self._fs / 1000.0
+        if row <= 0:
+            return float(timestamps[0]) + ms / 1000.0
+        if row >= n - 1:
+            return float(timestamps[-1]) + (row - (n - 1)) / self._fs
+        return float(np.interp(row, np.arange(n), timestamps))
 
     def get_data(self) -> tuple[np.ndarray, list[Marker]]:
         """Read the next block in libmushu's shape.
