@@ -42,6 +42,11 @@ logger = logging.getLogger("ampkit")
 GAP_MARKER = "ampkit/gap {n}"
 
 
+def _time_of(marker: tuple[float, str]) -> float:
+    # Markers are ordered by time alone: equal times keep their arrival order.
+    return marker[0]
+
+
 @dataclass
 class Block:
     """One read from a decorated amplifier.
@@ -388,20 +393,21 @@ class AmpDecorator(Amplifier):
         pending = self._pending
         if driver_markers:
             for ms, text in driver_markers:
-                bisect.insort(pending, (self._marker_time(float(ms), timestamps, arrival), str(text)))
+                marker = (self._marker_time(float(ms), timestamps, arrival), str(text))
+                bisect.insort(pending, marker, key=_time_of)
         if gap is not None:
             self.gaps.append(gap)
             logger.warning(
                 "%s: about %d samples (%.3f s) missing before t=%.3f",
                 self.name, gap.n_missing, gap.duration, gap.time,
             )
-            bisect.insort(pending, (gap.time, GAP_MARKER.format(n=gap.n_missing)))
+            bisect.insort(pending, (gap.time, GAP_MARKER.format(n=gap.n_missing)), key=_time_of)
         inbox = self._inbox
         while inbox:
-            bisect.insort(pending, inbox.popleft())
+            bisect.insort(pending, inbox.popleft(), key=_time_of)
         markers: list[tuple[float, str]] = []
         if pending and n:
-            cut = bisect.bisect_right(pending, (float(timestamps[-1]), "\U0010ffff"))
+            cut = bisect.bisect_right(pending, float(timestamps[-1]), key=_time_of)
             markers, self._pending = pending[:cut], pending[cut:]
         block = Block(data, timestamps, markers, self.n_samples)
         self.n_samples += n

@@ -108,7 +108,9 @@ class SampleClock:
             # The anchor moved back past the previous block: spread this
             # block evenly between the previous sample and its own newest
             # sample so times stay increasing.
-            step = max((ts[-1] - self._last) / n, self.period * 1e-3)
+            step = (ts[-1] - self._last) / n
+            if step <= 0:  # arrival not after the previous sample: only rounding
+                step = self.period * 1e-6
             ts = self._last + step * np.arange(1, n + 1)
         self._count += n
         self._last = float(ts[-1])

@@ -37,6 +37,7 @@ class ReplayAmp(Amplifier):
         self.running = False
         self.data: np.ndarray | None = None
         self.finished = False
+        self._timestamps: np.ndarray | None = None
 
     def configure(
         self,
@@ -142,14 +143,29 @@ class ReplayAmp(Amplifier):
         self.pos = stop
         self.finished = stop >= len(self.data)
         chunk = self.data[start:stop]
+        offset = start * 1000.0 / self.fs
         if self.finished:
-            hi = len(self.markers)  # markers past the last sample go out with it
+            # Markers past the last sample go out with it, at that sample.
+            hi = len(self.markers)
+            end = (stop - 1) * 1000.0 / self.fs
         else:
             hi = int(np.searchsorted(self._marker_ms, stop * 1000.0 / self.fs))
-        offset = start * 1000.0 / self.fs
-        markers = [(ms - offset, text) for ms, text in self.markers[self._next_marker : hi]]
+            end = np.inf
+        markers = [
+            (min(ms, end) - offset, text) for ms, text in self.markers[self._next_marker : hi]
+        ]
+        self._timestamps = self._pacer.t0 + (start + 1 + np.arange(stop - start)) / self.fs
         self._next_marker = max(self._next_marker, hi)
         return chunk, markers
+
+    def get_timestamps(self) -> np.ndarray | None:
+        """Times of the last block's samples: sample *k* at ``start + (k + 1) / fs``.
+
+        In real time these are when the samples became due; replaying as fast
+        as asked, they keep the recording's spacing, so markers stay at their
+        samples.
+        """
+        return self._timestamps
 
     def get_channels(self) -> list[str]:
         """The configured channel names."""

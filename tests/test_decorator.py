@@ -1,0 +1,228 @@
+import numpy as np
+import pytest
+
+from ampkit.amplifier import Amplifier
+from ampkit.clock import local_clock
+from ampkit.decorator import GAP_MARKER, AmpDecorator, Block
+from ampkit.drivers.random import RandomAmp
+from ampkit.errors import ConfigurationError, StateError
+
+
+class Scripted(Amplifier):
+    """Returns pre-set blocks, one per get_data() call (a driver without timestamps)."""
+
+    def __init__(self, blocks=(), fs=100.0, channels=2):
+        self.blocks = list(blocks)
+        self.fs = fs
+        self.channels = channels
+        self.started = self.stopped = self.closed = False
+        self.times = None
+
+    def start(self):
+        self.started = True
+
+    def stop(self):
+        self.stopped = True
+
+    def close(self):
+        self.closed = True
+
+    def get_data(self):
+        if self.blocks:
+            return self.blocks.pop(0)
+        return np.zeros((0, self.channels)), []
+
+    def get_channels(self):
+        return [f"c{i}" for i in range(self.channels)]
+
+    def get_sampling_frequency(self):
+        return self.fs
+
+    def get_timestamps(self):
+        return self.times
+
+    @staticmethod
+    def is_available():
+        return False
+
+    def special(self):
+        return "driver-specific"
+
+
+def test_wraps_class_or_instance_and_delegates():
+    a = AmpDecorator(RandomAmp)
+    assert isinstance(a.amp, RandomAmp)
+    driver = Scripted()
+    b = AmpDecorator(driver, name="scripted")
+    assert b.amp is driver
+    assert b.get_channels() == ["c0", "c1"]
+    assert b.get_sampling_frequency() == 100.0
+    assert b.get_units() == ["µV", "µV"]
+    assert b.is_available() is False
+    assert b.special() == "driver-specific"
+    assert b.presets == []
+    assert str(b) == "AmpDecorator(scripted)"
+    with pytest.raises(AttributeError):
+        b.no_such_thing  # noqa: B018
+
+
+def test_rejects_non_amplifiers():
+    with pytest.raises(ConfigurationError):
+        AmpDecorator(object())
+
+
+def test_wrong_state_calls():
+    amp = AmpDecorator(Scripted())
+    with pytest.raises(StateError):
+        amp.get_data()
+    with pytest.raises(StateError):
+        amp.get_block()
+    with pytest.raises(StateError):
+        amp.stop()
+    amp.start()
+    with pytest.raises(StateError):
+        amp.start()
+    with pytest.raises(StateError):
+        amp.configure(fs=1)
+    amp.stop()
+
+
+def test_unknown_start_option():
+    amp = AmpDecorator(Scripted())
+    with pytest.raises(ConfigurationError, match="unknown start"):
+        amp.start(no_such_option=1)
+    assert not amp.running
+
+
+def test_block_data_timestamps_and_libmushu_shape():
+    rows = np.arange(10, dtype=np.int64).reshape(5, 2)  # ints become float32
+    amp = AmpDecorator(Scripted([(rows, [(20.0, "S 1")])]))
+    amp.start()
+    t_before = local_clock()
+    block = amp.get_block()
+    t_after = local_clock()
+    assert isinstance(block, Block)
+    assert block.data.dtype == np.float32 and block.data.shape == (5, 2)
+    np.testing.assert_array_equal(block.data, rows)
+    assert block.timestamps.dtype == np.float64
+    np.testing.assert_allclose(np.diff(block.timestamps), 0.01)
+    assert t_before <= block.timestamps[-1] <= t_after
+    # driver marker: 20 ms after the first sample, absolute on the same clock
+    [(t, text)] = block.markers
+    assert text == "S 1"
+    assert t == pytest.approx(block.timestamps[0] + 0.02)
+    assert block.marker_samples() == [(2, "S 1")]
+    assert block.index == 0
+    amp.stop()
+
+
+def test_get_data_reduces_to_relative_ms():
+    amp = AmpDecorator(Scripted([(np.ones((4, 2)), [(-5.0, "early"), (30.0, "late-in-block")])]))
+    amp.start()
+    data, markers = amp.get_data()
+    assert data.shape == (4, 2)
+    assert [text for _, text in markers] == ["early", "late-in-block"]
+    assert markers[0][0] == pytest.approx(-5.0)
+    assert markers[1][0] == pytest.approx(30.0)
+    amp.stop()
+
+
+def test_driver_timestamps_are_used_when_given():
+    driver = Scripted([(np.ones((3, 2)), [])])
+    driver.times = np.array([1.0, 1.5, 2.0])
+    amp = AmpDecorator(driver)
+    amp.start()
+    block = amp.get_block()
+    np.testing.assert_array_equal(block.timestamps, [1.0, 1.5, 2.0])
+    amp.stop()
+
+
+def test_added_markers_wait_for_their_block_and_are_never_repeated():
+    driver = Scripted([(np.ones((2, 2)), []) for _ in range(3)])
+    driver.times = None
+    amp = AmpDecorator(driver)
+    amp.start()
+    amp.add_marker("past", timestamp=0.0)
+    amp.add_marker("future", timestamp=local_clock() + 1e6)
+    b1 = amp.get_block()
+    assert [m for _, m in b1.markers] == ["past"]
+    b2 = amp.get_block()
+    assert b2.markers == []
+    amp.add_marker("now")
+    b3 = amp.get_block()
+    assert [m for _, m in b3.markers] == ["now"]
+    assert amp.n_markers == 2
+    assert amp.status() == {"samples": 6, "markers": 2, "gaps": 0}
+    amp.stop()
+
+
+def test_markers_of_an_empty_block_come_with_the_next_samples():
+    driver = Scripted([(np.zeros((0, 2)), [(0.0, "m")]), (np.ones((3, 2)), [])])
+    amp = AmpDecorator(driver)
+    amp.start()
+    assert amp.get_block().markers == []
+    block = amp.get_block()
+    assert [m for _, m in block.markers] == ["m"]
+    amp.stop()
+
+
+def test_gap_is_marked():
+    driver = Scripted(fs=100.0)
+    amp = AmpDecorator(driver)
+    amp.start(gap_threshold=0.05)
+    driver.blocks = [(np.ones((5, 2)), [])]
+    amp.get_block()
+    import time
+
+    time.sleep(0.3)  # 30 samples' worth of time passes, only 5 arrive
+    driver.blocks = [(np.ones((5, 2)), [])]
+    block = amp.get_block()
+    assert len(amp.gaps) == 1
+    n = amp.gaps[0].n_missing
+    assert 15 <= n <= 60
+    assert block.markers == [(pytest.approx(block.timestamps[0]), GAP_MARKER.format(n=n))]
+    assert amp.status()["gaps"] == 1
+    amp.stop()
+
+
+def test_services_see_every_block_and_close_at_stop():
+    seen, closed = [], []
+
+    class Service:
+        def on_block(self, block):
+            seen.append(len(block))
+
+        def close(self):
+            closed.append(True)
+
+        def status(self):
+            return {"service": "ok"}
+
+    amp = AmpDecorator(Scripted([(np.ones((3, 2)), []), (np.ones((4, 2)), [])]))
+    amp._open_services = lambda filename, options: [Service()]
+    amp.start()
+    amp.get_block()
+    amp.get_block()
+    assert amp.status()["service"] == "ok"
+    amp.stop()
+    assert seen == [3, 4] and closed == [True]
+
+
+def test_failed_driver_start_leaves_amp_stopped():
+    class Broken(Scripted):
+        def start(self):
+            raise OSError("no device")
+
+    amp = AmpDecorator(Broken())
+    with pytest.raises(OSError):
+        amp.start()
+    assert not amp.running
+
+
+def test_close_stops_and_closes_driver():
+    driver = Scripted()
+    with AmpDecorator(driver) as amp:
+        amp.start()
+    assert driver.stopped and driver.closed
+    assert not amp.running
+

@@ -1,0 +1,69 @@
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ampkit.timestamps import SampleClock
+
+
+def test_first_block_ends_at_arrival():
+    clock = SampleClock(100.0)
+    ts, gap = clock.stamp(5, arrival=10.0)
+    np.testing.assert_allclose(ts, [9.96, 9.97, 9.98, 9.99, 10.0])
+    assert gap is None
+
+
+def test_steady_blocks_continue_evenly():
+    clock = SampleClock(250.0)
+    all_ts = []
+    for k in range(1, 41):
+        # arrivals exactly when the block's last sample was due, plus jitter >= 0
+        ts, gap = clock.stamp(25, arrival=k * 0.1 + (0.003 if k % 3 == 0 else 0.0))
+        assert gap is None
+        all_ts.append(ts)
+    ts = np.concatenate(all_ts)
+    np.testing.assert_allclose(np.diff(ts), 1 / 250.0, rtol=1e-6, atol=1e-9)
+    # the lower envelope: the last sample is at its earliest arrival
+    assert ts[-1] == pytest.approx(4.0, abs=1e-9)
+
+
+def test_gap_is_detected_and_sized():
+    clock = SampleClock(100.0)
+    clock.stamp(10, arrival=0.1)
+    ts, gap = clock.stamp(10, arrival=1.2)  # 1 s of samples missing
+    assert gap is not None
+    assert gap.n_missing == 100
+    assert ts[-1] == pytest.approx(1.2)
+    assert gap.time == pytest.approx(ts[0])
+
+
+def test_empty_block():
+    ts, gap = SampleClock(10.0).stamp(0, arrival=1.0)
+    assert ts.shape == (0,) and gap is None
+
+
+def test_rejects_bad_rate():
+    with pytest.raises(ValueError):
+        SampleClock(0)
+
+
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 50), st.floats(1e-4, 0.3, allow_nan=False)),
+        min_size=1,
+        max_size=60,
+    )
+)
+def test_timestamps_strictly_increase_and_never_follow_arrival(blocks):
+    clock = SampleClock(200.0)
+    t = 100.0
+    last = -np.inf
+    for n, dt in blocks:
+        t += dt
+        ts, _ = clock.stamp(n, arrival=t)
+        assert len(ts) == n
+        if n:
+            assert ts[0] > last
+            assert np.all(np.diff(ts) > 0)
+            assert ts[-1] <= t + 1e-9
+            last = ts[-1]
