@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from ampkit import errors
 from ampkit.amplifier import Amplifier
+from ampkit.buffer import AmpWatcher, RingBuffer, StreamWatcher
 from ampkit.clock import local_clock
 from ampkit.decorator import AmpDecorator, Block
 from ampkit.registry import get_amp, get_available_amps
@@ -24,10 +25,13 @@ __version__ = "0.1.0"
 __all__ = [
     "Amplifier",
     "AmpDecorator",
+    "AmpWatcher",
     "Block",
     "errors",
     "get_amp",
     "get_available_amps",
     "local_clock",
+    "RingBuffer",
+    "StreamWatcher",
     "__version__",
 ]
