@@ -1,0 +1,1 @@
+"""Device simulators that speak the device's side of each protocol."""
