@@ -153,7 +153,7 @@ def get_available_amps() -> list[str]:
     return [info.name for info in list_drivers() if info.available]
 
 
-def get_amp(name: str, **config: Any) -> AmpDecorator:
+def get_amp(name: str, /, **config: Any) -> AmpDecorator:
     """Return the named driver, decorated, and configured when ``config`` is given.
 
     Parameters

@@ -1,0 +1,532 @@
+"""The ``lsl`` driver (libmushu's ``lslamp``): any LSL stream as an amplifier.
+
+:class:`LSLAmp` resolves a numeric LSL stream (by name, type and/or source
+id, with a timeout), takes its channel labels and units from the stream
+description and its rate from the nominal rate, and hands out its samples in
+blocks pulled straight into numpy memory. Each sample keeps the stream's own
+timestamp, translated to this machine's clock by LSL's time correction, and
+the decorator uses those times instead of estimating them. An optional
+second stream of strings (a marker stream) becomes ampkit markers at the
+right samples.
+
+pylsl is imported by this module, which the registry loads only when the
+``lsl`` driver is asked for: ``import ampkit`` does not load liblsl.
+
+Run anything that uses it with ``LSLAPICFG`` pointing at a liblsl
+configuration fit for your network (see the LSL page of the documentation);
+tests use ``tests/lsl-loopback.cfg``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import math
+import numbers
+import socket
+from typing import Any
+
+import numpy as np
+import pylsl
+from pylsl.util import LostError
+from pylsl.util import TimeoutError as LSLTimeoutError
+
+from ampkit.amplifier import Amplifier, Marker
+from ampkit.clock import local_clock
+from ampkit.decorator import GAP_MARKER
+from ampkit.drivers.synthetic import check_positive_int, check_positive_number
+from ampkit.errors import (
+    AmpNotAvailableError,
+    ConfigurationError,
+    ConnectionLostError,
+    StateError,
+)
+from ampkit.lsl import marker_stream_name, unit_from_lsl
+
+__all__ = ["LSLAmp", "lsl_predicate"]
+
+logger = logging.getLogger("ampkit")
+
+_lib = pylsl.lib.lib
+_pull_chunk_f = _lib.lsl_pull_chunk_f
+
+# Seconds without samples after which a reconnecting amp says it is waiting.
+_SILENCE_WARNING = 2.0
+
+
+def _quote(value: str) -> str:
+    """An XPath 1.0 string literal for ``value`` (which has no escapes)."""
+    if "'" not in value:
+        return f"'{value}'"
+    if '"' not in value:
+        return f'"{value}"'
+    raise ConfigurationError(f"cannot search LSL for a value with both quote kinds: {value!r}")
+
+
+def lsl_predicate(**properties: str | None) -> str:
+    """Build the XPath predicate LSL resolves streams with.
+
+    Parameters
+    ----------
+    **properties
+        Stream properties (``name``, ``type``, ``source_id``, ``hostname``);
+        None values are left out.
+
+    Returns
+    -------
+    str
+        e.g. ``"name='EEG-1' and type='EEG'"``; an empty string matches any stream.
+
+    Examples
+    --------
+    >>> lsl_predicate(name='BioSemi', type='EEG', source_id=None)
+    "name='BioSemi' and type='EEG'"
+    """
+    return " and ".join(
+        f"{key}={_quote(str(value))}" for key, value in properties.items() if value is not None
+    )
+
+
+def _resolve(predicate: str, timeout: float, what: str) -> Any:
+    if predicate:
+        found = pylsl.resolve_bypred(predicate, 1, timeout)
+    else:
+        found = pylsl.resolve_streams(timeout)
+    if not found:
+        raise AmpNotAvailableError(
+            f"no LSL {what} matching [{predicate or 'any stream'}] found within {timeout:g} s "
+            "(is the outlet running, and does LSLAPICFG let this computer see it?)"
+        )
+    if len(found) > 1:
+        logger.info("%d LSL streams match [%s]; using the first", len(found), predicate)
+    return found[0]
+
+
+def _channel_desc(info: Any) -> tuple[list[str], list[str]]:
+    """Labels and units from ``desc/channels/channel``, with defaults for gaps."""
+    n = info.channel_count()
+    labels: list[str] = []
+    units: list[str] = []
+    ch = info.desc().child("channels").child("channel")
+    while not ch.empty() and len(labels) < n:
+        labels.append(ch.child_value("label").strip() or ch.child_value("name").strip())
+        units.append(unit_from_lsl(ch.child_value("unit")))
+        ch = ch.next_sibling("channel")
+    labels += [""] * (n - len(labels))
+    units += ["µV"] * (n - len(units))
+    labels = [label or f"Ch_{i}" for i, label in enumerate(labels)]
+    return labels, units
+
+
+class LSLAmp(Amplifier):
+    """Read an LSL stream as an amplifier.
+
+    Configure with :meth:`configure` (which resolves the stream, so channel
+    names and rate are known before ``start()``); ``start()`` subscribes,
+    ``get_data()`` returns what arrived since the last call, waiting up to
+    ``wait`` seconds for the first sample, and ``stop()`` unsubscribes.
+
+    Examples
+    --------
+    >>> import ampkit
+    >>> amp = ampkit.get_amp('lsl', name='BioSemi', marker_stream='BioSemi-markers')
+    >>> amp.start()
+    >>> block = amp.get_block()     # data, the stream's own timestamps, markers
+    >>> amp.stop()
+    """
+
+    presets = [
+        ["First EEG stream on the network", {"type": "EEG"}],
+        ["First EEG stream, with the markers of a stream named 'Markers'",
+         {"type": "EEG", "marker_stream": "Markers"}],
+    ]
+
+    def __init__(self) -> None:
+        self.running = False
+        self._inlet: Any = None
+        self._marker_inlet: Any = None
+        self._synced: list[Any] = []
+        self._info: Any = None
+        self._configured = False
+        self._timestamps: np.ndarray | None = None
+        self._settings: dict[str, Any] = {}
+        self._set(None, "EEG", None, None, 5.0, None, False, None, 0.1, None)
+
+    # -- configuration ---------------------------------------------------
+
+    def _set(
+        self, name, type, source_id, marker_stream, timeout, irregular_fs,  # noqa: A002
+        reconnect, max_samples, wait, clocksync,
+    ) -> None:
+        for key, value in (("name", name), ("type", type), ("source_id", source_id)):
+            if value is not None and (not isinstance(value, str) or not value):
+                raise ConfigurationError(f"{key} must be a non-empty string or None, got {value!r}")
+        if not (marker_stream is None or marker_stream is True or marker_stream is False
+                or (isinstance(marker_stream, str) and marker_stream)):
+            raise ConfigurationError(
+                f"marker_stream must be a stream name, True (<name>-markers) or None, "
+                f"got {marker_stream!r}"
+            )
+        if marker_stream is True and name is None:
+            raise ConfigurationError("marker_stream=True needs name= (it means '<name>-markers')")
+        timeout = check_positive_number("timeout", timeout)
+        if irregular_fs is not None:
+            irregular_fs = check_positive_number("irregular_fs", irregular_fs)
+        if max_samples is not None:
+            max_samples = check_positive_int("max_samples", max_samples)
+        if isinstance(wait, bool) or not isinstance(wait, numbers.Real) or not wait >= 0:
+            raise ConfigurationError(f"wait must be a number >= 0, got {wait!r}")
+        if clocksync not in (None, True, False):
+            raise ConfigurationError(f"clocksync must be None, True or False, got {clocksync!r}")
+        self._settings = {
+            "name": name, "type": type, "source_id": source_id,
+            "marker_stream": marker_stream or None, "timeout": timeout,
+            "irregular_fs": irregular_fs, "reconnect": bool(reconnect),
+            "max_samples": max_samples, "wait": float(wait), "clocksync": clocksync,
+        }
+
+    def configure(
+        self,
+        name: str | None = None,
+        type: str | None = "EEG",  # noqa: A002 - LSL's own word
+        source_id: str | None = None,
+        marker_stream: str | bool | None = None,
+        timeout: float = 5.0,
+        irregular_fs: float | None = None,
+        reconnect: bool = False,
+        max_samples: int | None = None,
+        wait: float = 0.1,
+        clocksync: bool | None = None,
+    ) -> None:
+        """Choose the stream and resolve it.
+
+        The first stream matching all of ``name``, ``type`` and ``source_id``
+        (those that are not None) is used.
+
+        Parameters
+        ----------
+        name : str, optional
+            LSL stream name.
+        type : str or None
+            LSL content type (``'EEG'`` by default; None for any type).
+        source_id : str, optional
+            LSL source id.
+        marker_stream : str or True, optional
+            Name of a marker stream (strings, or numbers) whose samples become
+            ampkit markers; ``True`` means ``'<name>-markers'``, the marker
+            stream ampkit publishes beside a data stream.
+        timeout : float
+            Seconds to search for each stream before giving up.
+        irregular_fs : float, optional
+            Streams without a nominal rate are refused unless this is given:
+            the rate ampkit then reports for them (buffers and recordings need
+            one). Sample times stay the stream's own.
+        reconnect : bool
+            If the stream vanishes, wait for it to come back (LSL recovers
+            streams that have a source id) instead of raising
+            :class:`~ampkit.errors.ConnectionLostError`.
+        max_samples : int, optional
+            Most samples one ``get_data()`` returns (default: one second of
+            data, at least 1024).
+        wait : float
+            Seconds ``get_data()`` waits for a first sample before returning
+            an empty block.
+        clocksync : bool or None
+            Translate the stream's timestamps to this machine's clock with
+            LSL's time correction. None (default): for streams from other
+            computers only -- a stream from this computer is already on
+            this clock, and its exact timestamps are kept (the correction
+            would add tens of microseconds of estimation noise).
+
+        Raises
+        ------
+        ampkit.errors.AmpNotAvailableError
+            No matching stream within ``timeout``; the message says what was
+            searched for.
+        ampkit.errors.ConfigurationError
+            A bad value; a string stream as data stream; an irregular stream
+            without ``irregular_fs``.
+        ampkit.errors.StateError
+            Called while running.
+        """
+        if self.running:
+            raise StateError("configure() while running: call stop() first")
+        self._set(name, type, source_id, marker_stream, timeout, irregular_fs,
+                  reconnect, max_samples, wait, clocksync)
+        self._configured = False
+        self._open_inlets()
+
+    def _open_inlets(self) -> None:
+        s = self._settings
+        self._release()
+        predicate = lsl_predicate(name=s["name"], type=s["type"], source_id=s["source_id"])
+        found = _resolve(predicate, s["timeout"], "stream")
+        fmt = found.channel_format()
+        if fmt in (pylsl.cf_string, pylsl.cf_undefined):
+            raise ConfigurationError(
+                f"LSL stream {found.name()!r} carries strings, not samples; "
+                f"read it as marker_stream={found.name()!r} beside a numeric stream"
+            )
+        if found.nominal_srate() == pylsl.IRREGULAR_RATE and s["irregular_fs"] is None:
+            raise ConfigurationError(
+                f"LSL stream {found.name()!r} has an irregular rate; pass irregular_fs=<Hz> "
+                "(the rate to report for buffers and recordings) to read it anyway"
+            )
+        if s["reconnect"] and not found.source_id():
+            logger.warning(
+                "LSL stream %r has no source_id: liblsl cannot recover it, "
+                "so reconnect=True will not help if it vanishes", found.name(),
+            )
+        inlet = pylsl.StreamInlet(
+            found, max_buflen=360, recover=s["reconnect"], processing_flags=self._flags(found)
+        )
+        try:
+            info = inlet.info(s["timeout"])
+        except (LostError, LSLTimeoutError) as exc:
+            raise AmpNotAvailableError(
+                f"LSL stream {found.name()!r} found but its description could not be read: {exc}"
+            ) from None
+        self._inlet, self._info = inlet, info
+        if self._flags(found):
+            self._synced.append(inlet)
+        self.stream_name = info.name()
+        self.fs = info.nominal_srate() or s["irregular_fs"]
+        self.regular = info.nominal_srate() != pylsl.IRREGULAR_RATE
+        self.channels, self.units = _channel_desc(info)
+        n_ch = info.channel_count()
+        self._n_channels = n_ch
+        cap = s["max_samples"] or max(1024, math.ceil(self.fs))
+        self._capacity = cap
+        self._buf = np.empty((cap, n_ch), np.float32)
+        self._ts = np.empty(cap, np.float64)
+
+        marker = s["marker_stream"]
+        if marker is True:
+            marker = marker_stream_name(self.stream_name)
+        self.marker_stream_name = marker
+        if marker is not None:
+            mfound = _resolve(lsl_predicate(name=marker), s["timeout"], "marker stream")
+            self._marker_inlet = pylsl.StreamInlet(
+                mfound, max_buflen=360, recover=s["reconnect"],
+                processing_flags=self._flags(mfound),
+            )
+            if self._flags(mfound):
+                self._synced.append(self._marker_inlet)
+        self._configured = True
+        logger.info(
+            "LSL stream %r: %d channels at %g Hz from %s%s", self.stream_name, n_ch, self.fs,
+            info.hostname(), f", markers from {marker!r}" if marker else "",
+        )
+
+    def _flags(self, info: Any) -> int:
+        sync = self._settings["clocksync"]
+        if sync is None:
+            sync = info.hostname() != socket.gethostname()
+        return pylsl.proc_clocksync if sync else pylsl.proc_none
+
+    def _ensure(self) -> None:
+        if not self._configured:
+            self._open_inlets()
+
+    # -- the contract ----------------------------------------------------
+
+    def start(self) -> None:
+        """Subscribe to the stream (and the marker stream).
+
+        Raises
+        ------
+        ampkit.errors.AmpNotAvailableError
+            The stream could not be opened within ``timeout``.
+        ampkit.errors.ConnectionLostError
+            The stream is gone since ``configure()``.
+        """
+        self._ensure()
+        timeout = self._settings["timeout"]
+        inlets = [self._inlet] + ([self._marker_inlet] if self._marker_inlet else [])
+        try:
+            for inlet in inlets:
+                inlet.open_stream(timeout)
+                if inlet in self._synced:
+                    # The first estimate takes several round trips (~0.6 s);
+                    # get it now, not in the first get_data().
+                    inlet.time_correction(timeout)
+        except LSLTimeoutError:
+            self._close_streams()
+            raise AmpNotAvailableError(
+                f"LSL stream {self.stream_name!r} could not be opened within {timeout:g} s"
+            ) from None
+        except LostError:
+            self._close_streams()
+            raise ConnectionLostError(
+                f"LSL stream {self.stream_name!r} vanished before start()"
+            ) from None
+        self._data_ptr = ctypes.c_void_p(self._buf.ctypes.data)
+        self._ts_ptr = ctypes.c_void_p(self._ts.ctypes.data)
+        self._pending: list[tuple[float, str]] = []
+        self._last_ts: float | None = None
+        self._last_data = local_clock()
+        self._silent = False
+        self._timestamps = None
+        self.running = True
+
+    def _close_streams(self) -> None:
+        for inlet in (self._inlet, self._marker_inlet):
+            if inlet is not None:
+                inlet.close_stream()
+
+    def stop(self) -> None:
+        """Unsubscribe; samples still in flight are dropped."""
+        self.running = False
+        self._close_streams()
+
+    def _pull(self, offset: int, limit: int, timeout: float) -> int:
+        err = ctypes.c_int()
+        n_ch = self._n_channels
+        if offset:
+            data_ptr = ctypes.c_void_p(self._buf.ctypes.data + offset * n_ch * 4)
+            ts_ptr = ctypes.c_void_p(self._ts.ctypes.data + offset * 8)
+        else:
+            data_ptr, ts_ptr = self._data_ptr, self._ts_ptr
+        values = _pull_chunk_f(
+            self._inlet.obj, data_ptr, ts_ptr,
+            ctypes.c_size_t(limit * n_ch), ctypes.c_size_t(limit),
+            ctypes.c_double(timeout), ctypes.byref(err),
+        )
+        if err.value:
+            self._raise(err.value)
+        return values // n_ch
+
+    def _raise(self, code: int) -> None:
+        if code == -2:
+            raise ConnectionLostError(
+                f"LSL stream {self.stream_name!r} was lost (its outlet went away); "
+                "configure(reconnect=True) waits for it to come back"
+            )
+        if code == -1:  # a zero-timeout pull never times out; treat as no data
+            return
+        raise ConnectionLostError(f"LSL stream {self.stream_name!r}: liblsl error code {code}")
+
+    def get_data(self) -> tuple[np.ndarray, list[Marker]]:
+        """Return the samples that arrived since the last call, and their markers.
+
+        Waits up to ``wait`` seconds for a first sample, then takes every
+        sample already there (up to ``max_samples``).
+
+        Raises
+        ------
+        ampkit.errors.StateError
+            Not started.
+        ampkit.errors.ConnectionLostError
+            The stream vanished (and ``reconnect`` is off).
+        """
+        if not self.running:
+            raise StateError("get_data() before start()")
+        cap = self._capacity
+        n = self._pull(0, cap, 0.0)
+        if n == 0 and self._settings["wait"] > 0:
+            # liblsl's chunk pull waits for a full buffer; wait for one
+            # sample only, then take whatever else is already there.
+            n = self._pull(0, 1, self._settings["wait"])
+            if n:
+                n += self._pull(1, cap - 1, 0.0)
+        if n * 2 > cap:
+            # Mostly full: hand the buffer itself out and pull into a new one.
+            data = self._buf[:n]
+            self._buf = np.empty_like(self._buf)
+            self._data_ptr = ctypes.c_void_p(self._buf.ctypes.data)
+        else:
+            data = self._buf[:n].copy()
+        stamps = self._ts[:n].copy()
+        self._timestamps = stamps
+        if self._marker_inlet is not None:
+            self._pull_markers()
+        markers: list[Marker] = []
+        if n:
+            self._last_data = local_clock()
+            if self._silent:
+                logger.warning("LSL stream %r is back", self.stream_name)
+                self._silent = False
+            t0 = float(stamps[0])
+            if self.regular and self._last_ts is not None:
+                step = t0 - self._last_ts
+                if step > max(0.25, 10.0 / self.fs):
+                    missing = max(1, round(step * self.fs) - 1)
+                    logger.warning(
+                        "LSL stream %r: about %d samples (%.3f s) missing before t=%.3f",
+                        self.stream_name, missing, step, t0,
+                    )
+                    markers.append((0.0, GAP_MARKER.format(n=missing)))
+            self._last_ts = float(stamps[-1])
+            if self._pending:
+                markers += [((t - t0) * 1000.0, text) for t, text in self._pending]
+                self._pending = []
+        elif not self._silent and local_clock() - self._last_data > _SILENCE_WARNING:
+            self._silent = True
+            logger.warning(
+                "no samples from LSL stream %r for %.0f s%s", self.stream_name,
+                _SILENCE_WARNING, "; waiting for it to come back" if self._settings["reconnect"]
+                else "",
+            )
+        return data, markers
+
+    def _pull_markers(self) -> None:
+        inlet = self._marker_inlet
+        try:
+            while True:
+                samples, stamps = inlet.pull_chunk(timeout=0.0, max_samples=256)
+                if not stamps:
+                    return
+                for sample, t in zip(samples, stamps, strict=True):
+                    self._pending.append((float(t), _marker_text(sample)))
+        except LostError:
+            raise ConnectionLostError(
+                f"LSL marker stream {self.marker_stream_name!r} was lost; "
+                "configure(reconnect=True) waits for it to come back"
+            ) from None
+
+    def get_timestamps(self) -> np.ndarray | None:
+        """The stream's own times (time-corrected) of the last block's samples."""
+        return self._timestamps
+
+    def get_channels(self) -> list[str]:
+        """Channel labels from the stream description (``Ch_<i>`` where missing)."""
+        self._ensure()
+        return list(self.channels)
+
+    def get_units(self) -> list[str]:
+        """Channel units from the stream description (``µV`` where missing)."""
+        self._ensure()
+        return list(self.units)
+
+    def get_sampling_frequency(self) -> float:
+        """The stream's nominal rate (``irregular_fs`` for irregular streams)."""
+        self._ensure()
+        return float(self.fs)
+
+    @staticmethod
+    def is_available() -> bool:
+        """Whether any LSL stream is visible within half a second."""
+        return bool(pylsl.resolve_streams(0.5))
+
+    def _release(self) -> None:
+        # pylsl destroys inlets when their objects are collected.
+        self._inlet = self._marker_inlet = None
+        self._synced: list[Any] = []
+        self._configured = False
+
+    def close(self) -> None:
+        """Drop the inlets."""
+        if self.running:
+            self.stop()
+        self._release()
+
+    def __str__(self) -> str:
+        name = getattr(self, "stream_name", None)
+        return f"LSLAmp({name!r})" if name else "LSLAmp"
+
+
+def _marker_text(sample: list[Any]) -> str:
+    values = [
+        str(int(v)) if isinstance(v, float) and v.is_integer() else str(v) for v in sample
+    ]
+    return values[0] if len(values) == 1 else "/".join(values)
