@@ -1,0 +1,621 @@
+"""The ``rda`` driver: BrainVision Recorder (or any RDA server) over TCP.
+
+Three layers, as every protocol driver in ampkit:
+
+* the codec, :mod:`ampkit.protocols.rda` (bytes in, messages out);
+* the transport, :class:`RDAReceiver`: a socket read by a background
+  :class:`~ampkit.worker.Worker`, which reconnects when asked;
+* the amplifier, :class:`RDAAmp`: turns messages into blocks of µV with
+  per-sample timestamps and markers, in a buffer that a slow caller can drain
+  later without losing anything that fits in it.
+
+Every discontinuity of the sample stream -- blocks missing from the server's
+``nBlock`` sequence, a reconnection, a restart of the recording, buffer
+overflow -- is counted, logged and marked with a
+:data:`ampkit.decorator.GAP_MARKER` marker at the first sample after it.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import socket
+import threading
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from ampkit.amplifier import Amplifier, Marker
+from ampkit.clock import local_clock
+from ampkit.decorator import GAP_MARKER
+from ampkit.drivers.synthetic import check_positive_number
+from ampkit.errors import (
+    AmpNotAvailableError,
+    ConfigurationError,
+    ConnectionLostError,
+    ProtocolError,
+    StateError,
+)
+from ampkit.protocols.rda import (
+    PORT_FLOAT32,
+    PORT_INT16,
+    DataMessage,
+    Message,
+    RDAParser,
+    StartMessage,
+    StopMessage,
+)
+from ampkit.timestamps import SampleClock
+from ampkit.worker import Worker
+
+__all__ = ["RDAAmp", "RDAReceiver"]
+
+logger = logging.getLogger("ampkit")
+
+_RECV_SIZE = 1 << 20
+_POLL = 0.1  # seconds a blocking call waits between looks at the stop flag
+_RECONNECT_INTERVAL = 0.5
+_BLOCK_MASK = 0xFFFFFFFF
+
+
+def _connect(host: str, port: int, timeout: float) -> socket.socket:
+    try:
+        sock = socket.create_connection((host, port), timeout=timeout)
+    except OSError as exc:
+        raise AmpNotAvailableError(
+            f"no RDA server at {host}:{port} ({exc}); is BrainVision Recorder running "
+            "with Remote Data Access enabled, or `ampkit sim rda` started?"
+        ) from None
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.settimeout(_POLL)
+    return sock
+
+
+class RDAReceiver:
+    """A connection to an RDA server, read and parsed in a background thread.
+
+    Parameters
+    ----------
+    host, port : str, int
+        The server.
+    timeout : float
+        Seconds to wait for a connection.
+    reconnect : bool
+        When the server goes away, reconnect (forever, every half second,
+        until :meth:`close`) instead of ending with
+        :class:`~ampkit.errors.ConnectionLostError`.
+    on_message : callable
+        ``on_message(message, arrival)`` for every message, in the reader
+        thread; ``arrival`` is the ``local_clock()`` time its last bytes came.
+    on_connect : callable, optional
+        ``on_connect(reconnected: bool)`` after each (re)connection.
+    on_end : callable, optional
+        Called in the reader thread when it ends, for whatever reason.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        timeout: float,
+        reconnect: bool,
+        on_message: Callable[[Message, float], None],
+        on_connect: Callable[[bool], None] | None = None,
+        on_end: Callable[[], None] | None = None,
+    ) -> None:
+        self.host, self.port = host, port
+        self.timeout = timeout
+        self.reconnect = reconnect
+        self.on_message = on_message
+        self.on_connect = on_connect
+        self.on_end = on_end
+        self.reconnects = 0
+        self._sock: socket.socket | None = None
+        self._worker: Worker | None = None
+
+    @property
+    def name(self) -> str:
+        """``'RDA host:port'``, used in log messages and errors."""
+        return f"RDA {self.host}:{self.port}"
+
+    def open(self) -> RDAReceiver:
+        """Connect and start the reader thread.
+
+        Raises
+        ------
+        ampkit.errors.AmpNotAvailableError
+            Nobody accepts connections at the address.
+        """
+        self._sock = _connect(self.host, self.port, self.timeout)
+        if self.on_connect is not None:
+            self.on_connect(False)
+        self._worker = Worker(self._run, f"{self.name} reader").start()
+        return self
+
+    @property
+    def alive(self) -> bool:
+        """Whether the reader thread is running."""
+        return self._worker is not None and self._worker.is_alive
+
+    def check(self) -> None:
+        """Raise the error that ended the reader thread, if any."""
+        if self._worker is not None:
+            self._worker.check()
+
+    def close(self) -> None:
+        """Stop the reader thread and close the socket."""
+        if self._worker is not None:
+            self._worker.stop()
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+    def _reconnect(self, stop: threading.Event) -> socket.socket | None:
+        attempts = 0
+        while not stop.is_set():
+            try:
+                sock = _connect(self.host, self.port, min(self.timeout, 1.0))
+            except AmpNotAvailableError:
+                attempts += 1
+                if attempts == 1 or attempts % 20 == 0:
+                    logger.warning("%s: server not reachable, retrying", self.name)
+                stop.wait(_RECONNECT_INTERVAL)
+                continue
+            self.reconnects += 1
+            logger.warning("%s: reconnected", self.name)
+            return sock
+        return None
+
+    def _run(self, stop: threading.Event) -> None:
+        try:
+            self._read(stop)
+        finally:
+            if self.on_end is not None:
+                self.on_end()
+
+    def _read(self, stop: threading.Event) -> None:
+        buf = bytearray(_RECV_SIZE)
+        view = memoryview(buf)
+        parser = RDAParser()
+        while not stop.is_set():
+            sock = self._sock
+            assert sock is not None
+            try:
+                n = sock.recv_into(buf)
+                reason = "the server closed the connection"
+            except TimeoutError:
+                continue
+            except OSError as exc:
+                n, reason = 0, f"connection failed: {exc}"
+            if n == 0:
+                sock.close()
+                if stop.is_set():
+                    return
+                if not self.reconnect:
+                    raise ConnectionLostError(f"{self.name}: {reason}")
+                logger.warning("%s: %s; reconnecting", self.name, reason)
+                new = self._reconnect(stop)
+                if new is None:
+                    return
+                self._sock = new
+                parser = RDAParser()
+                if self.on_connect is not None:
+                    self.on_connect(True)
+                continue
+            arrival = local_clock()
+            try:
+                messages = parser.feed(view[:n])
+            except ProtocolError as exc:
+                raise ProtocolError(f"{self.name}: {exc.reason}", exc.offset) from None
+            for message in messages:
+                self.on_message(message, arrival)
+            if parser.error is not None:
+                raise ProtocolError(f"{self.name}: {parser.error.reason}", parser.error.offset)
+
+
+class _EitherMethod:
+    """A method that receives the class when called on the class and the
+    instance when called on an instance (``RDAAmp.is_available()`` asks the
+    default address, ``amp.is_available()`` the configured one)."""
+
+    def __init__(self, func: Callable[..., Any]) -> None:
+        self.func = func
+        functools.update_wrapper(self, func)  # type: ignore[arg-type]
+
+    def __get__(self, obj: Any, cls: type) -> Callable[..., Any]:
+        return functools.partial(self.func, cls if obj is None else obj)
+
+
+class RDAAmp(Amplifier):
+    """Acquire from BrainVision Recorder, or any RDA server, over TCP.
+
+    Channel names, sampling frequency and resolutions come from the server's
+    start message: the first call that needs them (``get_channels()``,
+    ``start()``...) connects and waits for it. Samples are delivered in µV
+    (raw value times the channel's resolution, int16 and float32 alike);
+    RDA markers become ``(ms, '<type>/<description>')`` markers, e.g.
+    ``'Stimulus/S  1'``, at their sample. Each sample's time is the arrival
+    time of its block on :func:`ampkit.clock.local_clock`, smoothed by
+    :class:`~ampkit.timestamps.SampleClock`.
+
+    Attributes
+    ----------
+    gaps : int
+        Discontinuities found since ``start()`` (each marked with a gap marker).
+    lost_samples : int
+        Estimated samples lost in them.
+    reconnects : int
+        Reconnections since ``start()``.
+
+    Examples
+    --------
+    >>> import ampkit
+    >>> amp = ampkit.get_amp('rda', host='192.168.1.20', port=51244)  # doctest: +SKIP
+    >>> amp.start()                                                    # doctest: +SKIP
+    >>> data, markers = amp.get_data()                                 # doctest: +SKIP
+    """
+
+    presets = [
+        ["Recorder on this computer, float32 (port 51244)", {"port": PORT_FLOAT32}],
+        ["Recorder on this computer, int16 (port 51234)", {"port": PORT_INT16}],
+    ]
+
+    host = "127.0.0.1"
+    port = PORT_FLOAT32
+    timeout = 5.0
+
+    def __init__(self) -> None:
+        self.running = False
+        self.reconnect = False
+        self.buffer_seconds = 60.0
+        self.gaps = 0
+        self.lost_samples = 0
+        self._receiver: RDAReceiver | None = None
+        self._cond = threading.Condition()
+        self._start: StartMessage | None = None
+        self._failure: BaseException | None = None
+        self._timestamps: np.ndarray | None = None
+        self._reset_stream()
+
+    def _reset_stream(self) -> None:
+        """Forget the stream's history (a new connection from ``start()``)."""
+        self._queue: deque[list[Any]] = deque()
+        self._queued = 0
+        self._clock: SampleClock | None = None
+        self._last_block: int | None = None
+        self._last_points = 0
+        self._last_time = 0.0
+        self._new_run = False
+        self._stopped = False
+        self._pending_lost = 0
+
+    # -- configuration ---------------------------------------------------
+
+    def configure(
+        self,
+        host: str = "127.0.0.1",
+        port: int = PORT_FLOAT32,
+        timeout: float = 5.0,
+        reconnect: bool = False,
+        buffer_seconds: float = 60.0,
+    ) -> None:
+        """Set the server's address and how to treat it.
+
+        Parameters
+        ----------
+        host : str
+            Name or address of the computer running Recorder.
+        port : int
+            51244 for float32 samples, 51234 for int16.
+        timeout : float
+            Seconds to wait for the connection and for the start message.
+        reconnect : bool
+            When the server goes away during acquisition, reconnect (and mark
+            the gap) instead of raising ConnectionLostError.
+        buffer_seconds : float
+            Samples kept for a caller that reads late; beyond that the oldest
+            are dropped, logged and marked as a gap.
+
+        Raises
+        ------
+        ampkit.errors.ConfigurationError
+            A value of the wrong type or out of range.
+        ampkit.errors.StateError
+            Called while running.
+        """
+        if self.running:
+            raise StateError("configure() while running")
+        if not isinstance(host, str) or not host:
+            raise ConfigurationError(f"host must be a non-empty string, got {host!r}")
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+            raise ConfigurationError(f"port must be an integer in 1..65535, got {port!r}")
+        timeout = check_positive_number("timeout", timeout)
+        buffer_seconds = check_positive_number("buffer_seconds", buffer_seconds)
+        if not isinstance(reconnect, bool):
+            raise ConfigurationError(f"reconnect must be True or False, got {reconnect!r}")
+        self._disconnect()
+        self.host, self.port, self.timeout = host, port, timeout
+        self.reconnect, self.buffer_seconds = reconnect, buffer_seconds
+
+    def _disconnect(self) -> None:
+        if self._receiver is not None:
+            self._receiver.close()
+            self._receiver = None
+        self._start = None
+
+    def _connect(self) -> StartMessage:
+        """Connect (if not connected) and wait for the start message."""
+        receiver = self._receiver
+        if receiver is not None and receiver.alive and self._start is not None:
+            return self._start
+        self._disconnect()
+        with self._cond:
+            self._reset_stream()
+            self._failure = None
+        receiver = RDAReceiver(
+            self.host, self.port, self.timeout, self.reconnect,
+            self._on_message, self._on_connect, self._on_end,
+        )
+        self._receiver = receiver.open()
+        with self._cond:
+            self._cond.wait_for(
+                lambda: self._start is not None or not receiver.alive, self.timeout
+            )
+            start = self._start
+        if start is None:
+            self._disconnect()
+            receiver.check()
+            raise AmpNotAvailableError(
+                f"RDA {self.host}:{self.port} accepted the connection but sent no start "
+                f"message within {self.timeout} s: is Recorder monitoring or recording?"
+            )
+        return start
+
+    def get_channels(self) -> list[str]:
+        """Channel names from the server's start message (connects if needed)."""
+        return list((self._start or self._connect()).channels)
+
+    def get_sampling_frequency(self) -> float:
+        """Sampling frequency from the server's start message (connects if needed)."""
+        return (self._start or self._connect()).fs
+
+    def get_resolutions(self) -> np.ndarray:
+        """µV per unit of each channel, from the start message (connects if needed)."""
+        return (self._start or self._connect()).resolutions.copy()
+
+    @_EitherMethod
+    def is_available(self) -> bool:
+        """Whether an RDA server accepts connections at the configured address
+        (the default address, ``127.0.0.1:51244``, when asked of the class)."""
+        try:
+            sock = socket.create_connection((self.host, self.port), min(self.timeout, 1.0))
+        except OSError:
+            return False
+        sock.close()
+        return True
+
+    # -- life cycle ------------------------------------------------------
+
+    def start(self) -> None:
+        """Connect (if not connected), wait for the start message, and begin.
+
+        Raises
+        ------
+        ampkit.errors.AmpNotAvailableError
+            No server, or no start message within ``timeout``.
+        ampkit.errors.ProtocolError
+            The server broke the protocol.
+        """
+        if self.running:
+            raise StateError("start() while running")
+        self._connect()
+        with self._cond:
+            self._queue.clear()
+            self._queued = 0
+            self.gaps = self.lost_samples = 0
+            self._pending_lost = 0
+            self.running = True
+        if self._receiver is not None:
+            self._receiver.reconnects = 0
+
+    def stop(self) -> None:
+        """Stop acquisition and close the connection."""
+        with self._cond:
+            self.running = False
+        self._disconnect()
+
+    def close(self) -> None:
+        """Stop if running and release the connection."""
+        self.stop()
+
+    @property
+    def reconnects(self) -> int:
+        """Reconnections since ``start()``."""
+        return 0 if self._receiver is None else self._receiver.reconnects
+
+    # -- reader thread ---------------------------------------------------
+
+    def _on_end(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
+
+    def _on_connect(self, reconnected: bool) -> None:
+        with self._cond:
+            if reconnected:
+                self._new_run = True
+
+    def _on_message(self, message: Message, arrival: float) -> None:
+        if isinstance(message, DataMessage):
+            self._on_data(message, arrival)
+        elif isinstance(message, StartMessage):
+            with self._cond:
+                old = self._start
+                if old is not None and not old.same_layout(message) and self.running:
+                    raise ProtocolError(
+                        f"RDA {self.host}:{self.port} restarted with a different setup "
+                        f"({len(message.channels)} channels at {message.fs:g} Hz, was "
+                        f"{len(old.channels)} at {old.fs:g} Hz): stop() and start() again"
+                    )
+                if old is not None and not old.same_layout(message):
+                    self._reset_stream()
+                self._start = message
+                if self._last_block is not None:
+                    self._new_run = True
+                self._cond.notify_all()
+            logger.info(
+                "RDA %s:%d: start: %d channels at %g Hz",
+                self.host, self.port, len(message.channels), message.fs,
+            )
+        elif isinstance(message, StopMessage):
+            self._stopped = True
+            logger.info("RDA %s:%d: the server stopped acquisition", self.host, self.port)
+        else:
+            logger.debug("RDA %s:%d: skipped message type %d", self.host, self.port, message.type)
+
+    def _count_lost(self, block: DataMessage, n: int, arrival: float, fs: float) -> int:
+        """Samples lost before ``block`` (0 when it continues the stream)."""
+        last = self._last_block
+        if last is None:
+            return 0
+        expected = (last + 1) & _BLOCK_MASK
+        skipped = (block.block - expected) & _BLOCK_MASK
+        if self._new_run:
+            if block.block == expected and not self._stopped:
+                return 0  # reconnected without losing a block
+            if self._stopped or skipped >= 1 << 31:
+                # A new recording (counter restarted): estimate from the time.
+                first = arrival - (n - 1) / fs
+                return max(1, round((first - self._last_time) * fs) - 1)
+            return skipped * self._last_points
+        if skipped == 0:
+            return 0
+        if skipped >= 1 << 31:
+            first = arrival - (n - 1) / fs
+            return max(1, round((first - self._last_time) * fs) - 1)
+        return skipped * self._last_points
+
+    def _on_data(self, block: DataMessage, arrival: float) -> None:
+        start = self._start
+        assert start is not None  # the parser refuses data before a start message
+        n = block.points
+        fs = start.fs
+        lost = self._count_lost(block, max(n, 1), arrival, fs)
+        if lost:
+            logger.warning(
+                "RDA %s:%d: about %d samples lost before block %d%s",
+                self.host, self.port, lost, block.block,
+                " (reconnected or restarted)" if self._new_run else "",
+            )
+        self._new_run = self._stopped = False
+        self._last_block = block.block
+        if n == 0:
+            self._pending_lost += lost
+            return
+        self._last_points = n
+        lost += self._pending_lost
+        self._pending_lost = 0
+        if self._clock is None:
+            self._clock = SampleClock(fs, gap_threshold=max(1.0, 50.0 / fs))
+        stamps, _ = self._clock.stamp(lost + n, arrival)
+        # A late block without a gap in nBlock is a late server, not lost
+        # samples: the clock re-anchors and nothing is marked.
+        stamps = stamps[lost:]
+        self._last_time = float(stamps[-1])
+        if not self.running:
+            return
+        res = start.resolutions
+        if block.data.dtype == np.float32 and np.all(res == 1.0):
+            data = block.data
+        else:
+            data = np.multiply(block.data, res.astype(np.float32), dtype=np.float32)
+        markers: list[tuple[float, str]] = [(float(m.position), m.text) for m in block.markers]
+        with self._cond:
+            if lost:
+                self.gaps += 1
+                self.lost_samples += lost
+                markers.insert(0, (0.0, GAP_MARKER.format(n=lost)))
+            self._queue.append([data, stamps, markers])
+            self._queued += n
+            limit = max(int(self.buffer_seconds * fs), n)
+            if self._queued > limit:
+                self._overflow(limit)
+            self._cond.notify_all()
+
+    def _overflow(self, limit: int) -> None:
+        dropped = dropped_markers = 0
+        while self._queued > limit:
+            data, _, markers = self._queue.popleft()
+            dropped += len(data)
+            dropped_markers += sum(1 for _, text in markers if not text.startswith("ampkit/gap"))
+            self._queued -= len(data)
+        self.gaps += 1
+        self.lost_samples += dropped
+        self._queue[0][2].insert(0, (0.0, GAP_MARKER.format(n=dropped)))
+        logger.warning(
+            "RDA %s:%d: buffer of %g s full (get_data() not called often enough): "
+            "dropped the oldest %d samples and %d markers",
+            self.host, self.port, self.buffer_seconds, dropped, dropped_markers,
+        )
+
+    # -- reading ---------------------------------------------------------
+
+    def get_data(self) -> tuple[np.ndarray, list[Marker]]:
+        """Return the samples (µV) and markers received since the last call.
+
+        Waits up to 0.1 s for at least one block; returns an empty block
+        when none came.
+
+        Raises
+        ------
+        ampkit.errors.StateError
+            Not started.
+        ampkit.errors.ConnectionLostError
+            The server went away (and ``reconnect`` is off); blocks received
+            before are returned first.
+        ampkit.errors.ProtocolError
+            The server broke the protocol.
+        """
+        if not self.running:
+            raise StateError("get_data() before start()")
+        receiver = self._receiver
+        assert receiver is not None and self._start is not None
+        with self._cond:
+            if not self._queue:
+                self._cond.wait_for(lambda: self._queue or not receiver.alive, _POLL)
+            blocks = list(self._queue)
+            self._queue.clear()
+            self._queued = 0
+        n_channels = len(self._start.channels)
+        if not blocks:
+            self._raise_failure(receiver)
+            self._timestamps = np.empty(0, np.float64)
+            return np.empty((0, n_channels), np.float32), []
+        period_ms = 1000.0 / self._start.fs
+        markers: list[Marker] = []
+        row = 0
+        for data, _, block_markers in blocks:
+            markers.extend((float((row + pos) * period_ms), text) for pos, text in block_markers)
+            row += len(data)
+        if len(blocks) == 1:
+            data, self._timestamps = blocks[0][0], blocks[0][1]
+        else:
+            data = np.concatenate([b[0] for b in blocks])
+            self._timestamps = np.concatenate([b[1] for b in blocks])
+        return data, markers
+
+    def _raise_failure(self, receiver: RDAReceiver) -> None:
+        if self._failure is None and not receiver.alive:
+            try:
+                receiver.check()
+            except BaseException as exc:  # noqa: BLE001 - kept and raised below
+                self._failure = exc
+            else:
+                self._failure = ConnectionLostError(f"{receiver.name}: reader stopped")
+        if self._failure is not None:
+            raise self._failure
+
+    def get_timestamps(self) -> np.ndarray | None:
+        """Times of the samples last returned by ``get_data()`` (local_clock)."""
+        return self._timestamps
