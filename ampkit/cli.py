@@ -5,6 +5,7 @@
     ampkit list                                   drivers, one line each
     ampkit info DRIVER [-c key=value ...]         channels, rate, presets
     ampkit record DRIVER [-c key=value ...] [-d SECONDS] [-o BASE]
+    ampkit stream DRIVER [-c key=value ...] [--name NAME] [-d SECONDS]   publish to LSL
     ampkit sim DEVICE ...                         run a device simulator
 
 Each subcommand is a ``cmd_<name>(args)`` function registered in
@@ -199,6 +200,15 @@ def cmd_record(args: argparse.Namespace) -> int:
     return _run(amp, args, options)
 
 
+def cmd_stream(args: argparse.Namespace) -> int:
+    """Publish a driver's data and markers as LSL streams, with live progress."""
+    amp = _open_amp(args)
+    options: dict[str, Any] = {"lsl": args.name or True, "lsl_type": args.type}
+    if args.source_id is not None:
+        options["lsl_source_id"] = args.source_id
+    return _run(amp, args, options)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``ampkit`` command."""
     parser = argparse.ArgumentParser(
@@ -223,6 +233,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--overwrite", action="store_true", help="replace an existing recording")
     p.set_defaults(func=cmd_record)
+
+    p = sub.add_parser("stream", help="publish a driver's data and markers as LSL streams")
+    _add_config_args(p)
+    p.add_argument("--name", help="LSL stream name (default: the driver name); "
+                   "markers go to NAME-markers")
+    p.add_argument("--type", default="EEG", help="LSL content type (default: EEG)")
+    p.add_argument("--source-id", help="LSL source id (default: ampkit:HOSTNAME:NAME)")
+    p.add_argument("-d", "--duration", type=float, help="seconds to stream (default: until Ctrl-C)")
+    p.set_defaults(func=cmd_stream)
 
     p = sub.add_parser("sim", help="run a device simulator")
     sims = p.add_subparsers(dest="device", metavar="DEVICE")

@@ -1,0 +1,302 @@
+"""The ``lsl`` driver against real pylsl outlets on the loopback (LSLAPICFG from conftest)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import numpy as np
+import pylsl
+import pytest
+
+import ampkit
+from ampkit.decorator import GAP_MARKER
+from ampkit.drivers.lsl import LSLAmp, lsl_predicate
+from ampkit.errors import (
+    AmpNotAvailableError,
+    ConfigurationError,
+    ConnectionLostError,
+    StateError,
+)
+
+
+def unique(prefix: str = "test") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def make_outlet(name, labels=None, units=None, fs=100.0, fmt="float32", stype="EEG",
+                source_id=None, n=None):
+    n = len(labels) if labels is not None else n
+    info = pylsl.StreamInfo(name, stype, n, fs, fmt, source_id or name)
+    if labels is not None:
+        chans = info.desc().append_child("channels")
+        for i, label in enumerate(labels):
+            ch = chans.append_child("channel")
+            ch.append_child_value("label", label)
+            if units is not None:
+                ch.append_child_value("unit", units[i])
+    return pylsl.StreamOutlet(info)
+
+
+def marker_outlet(name, fmt="string"):
+    return pylsl.StreamOutlet(pylsl.StreamInfo(name, "Markers", 1, 0.0, fmt, name))
+
+
+def read_until(amp, n_samples, deadline_s=10.0):
+    blocks = []
+    total = 0
+    deadline = time.monotonic() + deadline_s
+    while total < n_samples:
+        assert time.monotonic() < deadline, f"only {total} of {n_samples} samples arrived"
+        block = amp.get_block()
+        blocks.append(block)
+        total += len(block)
+    return blocks
+
+
+def test_every_sample_timestamp_and_marker_arrives():
+    name = unique()
+    labels = ["Fz", "Cz", "Pz", "EOG"]
+    out = make_outlet(name, labels, ["microvolts", "microvolts", "uV", "millivolts"], fs=250)
+    mout = marker_outlet(f"{name}-markers")
+    with ampkit.get_amp("lsl", name=name, marker_stream=True, timeout=5) as amp:
+        assert amp.get_channels() == labels
+        assert amp.get_units() == ["µV", "µV", "µV", "mV"]
+        assert amp.get_sampling_frequency() == 250.0
+        amp.start()
+        rng = np.random.default_rng(1)
+        data = rng.standard_normal((1000, 4)).astype(np.float32)
+        stamps = pylsl.local_clock() + np.arange(1000) / 250.0
+        sent_markers = {0: "first", 137: "S 1", 500: "middle", 999: "last"}
+        # Chunks of irregular sizes, markers pushed with the stamps of their samples.
+        i = 0
+        for size in [1, 7, 100, 250, 42, 600]:
+            out.push_chunk(data[i:i + size], stamps[i:i + size].tolist())
+            for row, text in sent_markers.items():
+                if i <= row < i + size:
+                    mout.push_sample([text], stamps[row])
+            i += size
+        assert i == 1000
+        blocks = read_until(amp, 1000)
+        # Markers may come after their samples: read a little more.
+        end = time.monotonic() + 1.0
+        while sum(len(b.markers) for b in blocks) < len(sent_markers) and time.monotonic() < end:
+            blocks.append(amp.get_block())
+        amp.stop()
+    got = np.concatenate([b.data for b in blocks])
+    np.testing.assert_array_equal(got, data)
+    got_ts = np.concatenate([b.timestamps for b in blocks])
+    # Same computer: the stream's own timestamps, exactly.
+    np.testing.assert_allclose(got_ts, stamps, rtol=0, atol=1e-9)
+    placed = {b.index + row: text for b in blocks for row, text in b.marker_samples()}
+    assert placed == sent_markers
+    assert all(b.index == sum(len(x) for x in blocks[:k]) for k, b in enumerate(blocks))
+
+
+def test_libmushu_alias_and_relative_markers():
+    name = unique()
+    out = make_outlet(name, ["a", "b"], fs=100)
+    mout = marker_outlet(f"{name}-mk")
+    amp = ampkit.get_amp("lslamp")
+    amp.configure(name=name, marker_stream=f"{name}-mk")
+    amp.start()
+    try:
+        stamps = pylsl.local_clock() + np.arange(50) / 100.0
+        out.push_chunk(np.ones((50, 2), np.float32), stamps.tolist())
+        mout.push_sample(["hello"], stamps[20] + 0.004)  # between samples 20 and 21
+        got, markers, total = [], [], 0
+        deadline = time.monotonic() + 10
+        while (total < 50 or not markers) and time.monotonic() < deadline:
+            data, mk = amp.get_data()
+            markers += [(ms + total * 10.0, text) for ms, text in mk]
+            total += len(data)
+            got.append(data)
+    finally:
+        amp.stop()
+        amp.close()
+    assert total == 50
+    assert len(markers) == 1 and markers[0][1] == "hello"
+    assert markers[0][0] == pytest.approx(204.0, abs=1e-6)
+
+
+def test_numeric_marker_stream_becomes_text():
+    name = unique()
+    out = make_outlet(name, ["x"], fs=100)
+    mout = marker_outlet(f"{name}-trig", fmt="int32")
+    with ampkit.get_amp("lsl", name=name, marker_stream=f"{name}-trig") as amp:
+        amp.start()
+        stamps = pylsl.local_clock() + np.arange(10) / 100.0
+        out.push_chunk(np.zeros((10, 1), np.float32), stamps.tolist())
+        mout.push_sample([7], stamps[3])
+        blocks = read_until(amp, 10)
+        end = time.monotonic() + 2
+        while not any(b.markers for b in blocks) and time.monotonic() < end:
+            blocks.append(amp.get_block())
+        amp.stop()
+    assert [(b.index + r, t) for b in blocks for r, t in b.marker_samples()] == [(3, "7")]
+
+
+def test_stream_without_description_and_double_format():
+    name = unique()
+    out = make_outlet(name, None, fs=500, fmt="double64", n=3)
+    with ampkit.get_amp("lsl", name=name) as amp:
+        assert amp.get_channels() == ["Ch_0", "Ch_1", "Ch_2"]
+        assert amp.get_units() == ["µV"] * 3
+        amp.start()
+        data = np.arange(30, dtype=np.float64).reshape(10, 3) + 0.5
+        out.push_chunk(data)
+        blocks = read_until(amp, 10)
+        amp.stop()
+    got = np.concatenate([b.data for b in blocks])
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, data.astype(np.float32))
+
+
+def test_resolves_by_type_and_source_id():
+    name = unique()
+    sid = unique("sid")
+    _out = make_outlet(name, ["a"], stype="ExoticType", source_id=sid)
+    amp = LSLAmp()
+    amp.configure(type=None, source_id=sid, timeout=5)
+    assert amp.stream_name == name
+    amp.configure(type="ExoticType", source_id=sid, timeout=5)
+    assert amp.stream_name == name
+    with pytest.raises(AmpNotAvailableError):
+        amp.configure(type="EEG", source_id=sid, timeout=0.3)
+    amp.close()
+
+
+def test_nothing_found_is_a_clear_error_within_the_timeout():
+    name = unique("absent")
+    t0 = time.monotonic()
+    with pytest.raises(AmpNotAvailableError) as info:
+        ampkit.get_amp("lsl", name=name, timeout=0.5)
+    assert time.monotonic() - t0 < 5.0
+    message = str(info.value)
+    assert f"name='{name}'" in message and "type='EEG'" in message and "0.5 s" in message
+
+
+def test_missing_marker_stream_is_a_clear_error():
+    name = unique()
+    _out = make_outlet(name, ["a"])
+    with pytest.raises(AmpNotAvailableError, match=f"marker stream.*{name}-nope"):
+        ampkit.get_amp("lsl", name=name, marker_stream=f"{name}-nope", timeout=0.5)
+
+
+def test_irregular_stream_refused_unless_opted_in():
+    name = unique()
+    out = make_outlet(name, ["a", "b"], fs=pylsl.IRREGULAR_RATE)
+    with pytest.raises(ConfigurationError, match="irregular.*irregular_fs"):
+        ampkit.get_amp("lsl", name=name)
+    with ampkit.get_amp("lsl", name=name, irregular_fs=20) as amp:
+        assert amp.get_sampling_frequency() == 20.0
+        amp.start()
+        now = pylsl.local_clock()
+        stamps = now + np.array([0.0, 0.013, 0.5, 0.51, 2.0])
+        out.push_chunk(np.arange(10, dtype=np.float32).reshape(5, 2), stamps.tolist())
+        blocks = read_until(amp, 5)
+        amp.stop()
+    np.testing.assert_allclose(np.concatenate([b.timestamps for b in blocks]), stamps, atol=1e-9)
+    # Irregular spacing is not a gap.
+    assert not [m for b in blocks for _, m in b.markers]
+
+
+def test_string_stream_refused_as_data():
+    name = unique()
+    _out = marker_outlet(name)
+    with pytest.raises(ConfigurationError, match="strings.*marker_stream"):
+        ampkit.get_amp("lsl", name=name, type=None)
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"timeout": 0}, {"timeout": "5"}, {"name": ""}, {"name": 3}, {"max_samples": 0},
+        {"wait": -1}, {"irregular_fs": -5}, {"marker_stream": True}, {"marker_stream": 3},
+        {"clocksync": "yes"},
+    ],
+)
+def test_bad_configuration(config):
+    with pytest.raises(ConfigurationError):
+        LSLAmp().configure(**config)
+
+
+def test_state_errors_and_max_samples():
+    name = unique()
+    out = make_outlet(name, ["a"], fs=1000)
+    with ampkit.get_amp("lsl", name=name, max_samples=64) as amp:
+        with pytest.raises(StateError):
+            amp.get_data()
+        amp.start()
+        with pytest.raises(StateError):
+            amp.configure(name=name)
+        out.push_chunk(np.arange(300, dtype=np.float32)[:, None])
+        blocks = read_until(amp, 300)
+        amp.stop()
+        with pytest.raises(StateError):
+            amp.get_data()
+    assert max(len(b) for b in blocks) <= 64
+    np.testing.assert_array_equal(np.concatenate([b.data for b in blocks])[:, 0], np.arange(300))
+
+
+def test_empty_block_after_wait_when_nothing_arrives():
+    name = unique()
+    _out = make_outlet(name, ["a"])
+    with ampkit.get_amp("lsl", name=name, wait=0.05) as amp:
+        amp.start()
+        t0 = time.monotonic()
+        block = amp.get_block()
+        assert len(block) == 0 and block.data.shape == (0, 1)
+        assert time.monotonic() - t0 < 2.0
+        amp.stop()
+
+
+def test_vanished_stream_raises_connection_lost():
+    name = unique()
+    out = make_outlet(name, ["a"])
+    with ampkit.get_amp("lsl", name=name, wait=0.05) as amp:
+        amp.start()
+        out.push_chunk(np.zeros((5, 1), np.float32))
+        read_until(amp, 5)
+        del out
+        deadline = time.monotonic() + 10
+        with pytest.raises(ConnectionLostError, match=name):
+            while time.monotonic() < deadline:
+                amp.get_block()
+
+
+def test_reconnect_waits_for_the_stream_to_come_back():
+    name = unique()
+    sid = unique("sid")
+    out = make_outlet(name, ["a"], fs=100, source_id=sid)
+    with ampkit.get_amp("lsl", name=name, reconnect=True, wait=0.05) as amp:
+        amp.start()
+        t = pylsl.local_clock()
+        out.push_chunk(np.zeros((5, 1), np.float32), (t + np.arange(5) / 100).tolist())
+        read_until(amp, 5)
+        del out
+        for _ in range(10):  # the stream is gone; reads return nothing, without error
+            assert len(amp.get_block()) == 0
+        out = make_outlet(name, ["a"], fs=100, source_id=sid)
+        # Push until the recovered inlet is subscribed and samples flow again.
+        deadline = time.monotonic() + 20
+        got = []
+        while not got:
+            assert time.monotonic() < deadline, "stream did not come back"
+            t = pylsl.local_clock()
+            out.push_chunk(np.ones((5, 1), np.float32), (t + np.arange(5) / 100).tolist())
+            block = amp.get_block()
+            if len(block):
+                got.append(block)
+        amp.stop()
+    np.testing.assert_array_equal(got[0].data, 1.0)
+    # The interruption is marked as a gap at the first sample after it.
+    texts = [text for _, text in got[0].markers]
+    assert len(texts) == 1 and texts[0].startswith(GAP_MARKER.split("{")[0])
+
+
+def test_predicate_quoting():
+    assert lsl_predicate(name="it's") == "name=\"it's\""
+    assert lsl_predicate(name=None, type=None) == ""
+    with pytest.raises(ConfigurationError):
+        lsl_predicate(name="'\"")
