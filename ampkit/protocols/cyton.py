@@ -15,9 +15,10 @@ Data packets are 33 bytes::
            footer is 0xC0)
     32     footer 0xC0..0xC6 (0xC0: aux carries the accelerometer)
 
-With the Daisy module the board alternates: odd sample numbers carry
-channels 1-8, the following even sample number channels 9-16; each pair is
-one 16-channel sample (125 Hz at the board's 250 Hz).
+With the Daisy module the board alternates: an even sample number carries
+channels 9-16, the following odd one channels 1-8; each pair (counting from
+0 at ``b``) is one 16-channel sample (125 Hz at the board's 250 Hz). This
+is the pairing of the firmware's sample counter and of BrainFlow.
 
 Scaling: ``µV = count * 4.5 / gain / (2**23 - 1) * 1e6`` with the channel's
 programmable gain (24 after reset: 0.02235 µV per count), and
@@ -466,8 +467,8 @@ class SampleAssembler:
     Parameters
     ----------
     daisy : bool
-        Pair packets into 16-channel samples: an odd sample number carries
-        channels 1-8, the next (even) one channels 9-16. A half whose partner
+        Pair packets into 16-channel samples: an even sample number carries
+        channels 9-16, the next (odd) one channels 1-8. A half whose partner
         is missing is dropped, and the sample counts as lost.
     source : str
         Named in log messages.
@@ -501,7 +502,7 @@ class SampleAssembler:
         """Forget the last sample number (e.g. before ``b``); counters restart."""
         self._last_sn: int | None = None
         self._last_slot: int | None = None
-        self._half: tuple[int, np.ndarray] | None = None  # (sample number, eeg) of 1-8
+        self._half: tuple[int, np.ndarray] | None = None  # (sample number, eeg) of 9-16
         self._accel = np.zeros(3, np.int16)
         self.n_samples = 0
         self.n_lost = 0
@@ -555,20 +556,20 @@ class SampleAssembler:
         gaps: list[tuple[int, int]] = []
         for i in range(len(sn)):
             s = int(sn[i])
-            if s & 1:
+            if not s & 1:
                 self._half = (s, eeg[i])
                 continue
             half = self._half
             self._half = None
-            if half is None or (half[0] + 1) & 0xFF != s:
-                continue  # channels 9-16 without their 1-8: counted via the slot jump
-            slot = ((s - 1) % 256) // 2
+            if half is None or half[0] + 1 != s:
+                continue  # channels 1-8 without their 9-16: counted via the slot jump
+            slot = s >> 1
             if self._last_slot is not None:
                 lost = (slot - self._last_slot - 1) % 128
                 if lost:
                     gaps.append((len(rows_eeg), lost))
             self._last_slot = slot
-            rows_eeg.append(np.concatenate([half[1], eeg[i]]))
+            rows_eeg.append(np.concatenate([eeg[i], half[1]]))
             rows_accel.append(accel[i])
         if not rows_eeg:
             return Samples(np.empty((0, 16), np.int32), np.empty((0, 3), np.int16), gaps)

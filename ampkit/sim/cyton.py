@@ -6,9 +6,9 @@ software that accepts a port name, such as BrainFlow -- talks to it through
 the slave end (:attr:`CytonSimulator.port`, e.g. ``/dev/pts/7``) exactly as
 to a real dongle. It answers ``v`` with a banner, ``d``, ``c``/``C``,
 ``~N`` and ``x...X`` with the board's answers, streams on ``b`` until ``s``
-at the real rate (paced by :class:`ampkit.pacing.Pacer`), alternates 1-8 and
-9-16 packets with the Daisy, and sends the accelerometer every tenth packet
-as the firmware does.
+at the real rate (paced by :class:`ampkit.pacing.Pacer`), alternates
+9-16 (even sample numbers) and 1-8 (odd) packets with the Daisy, and sends
+the accelerometer every tenth packet as the firmware does.
 
 The signal is known: channel *i* (0-based) carries
 ``amplitudes[i] * sin(2 pi frequencies[i] k / fs_out + i * 0.3)`` µV at
@@ -354,9 +354,8 @@ class CytonSimulator:
         self._sample_number += n
         gains = self._tracker.gains
         if self._channels_on == 16:
-            k = (p - 1) // 2  # packets 2m+1 (ch 1-8) and 2m+2 (ch 9-16) carry sample m
-            uv = self.expected_uv(k)
-            counts = uv_to_counts(uv, gains)
+            # Packets 2m (channels 9-16) and 2m+1 (channels 1-8) carry sample m.
+            counts = uv_to_counts(self.expected_uv(p // 2), gains)
             eeg = np.where((p % 2 == 1)[:, None], counts[:, :8], counts[:, 8:])
         else:
             eeg = uv_to_counts(self.expected_uv(p)[:, :8], gains[:8])

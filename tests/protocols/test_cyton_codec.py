@@ -240,7 +240,7 @@ def test_wrap_without_loss_is_not_a_gap():
 
 @FAST
 @given(st.integers(0, 255), st.data())
-def test_daisy_pairs_odd_with_the_next_even_and_counts_lost_pairs(start, data):
+def test_daisy_pairs_even_with_the_next_odd_and_counts_lost_pairs(start, data):
     n = 200
     keep = data.draw(st.lists(st.booleans(), min_size=n, max_size=n))
     present = np.flatnonzero(keep)
@@ -253,11 +253,11 @@ def test_daisy_pairs_odd_with_the_next_even_and_counts_lost_pairs(start, data):
     parts = [assembler.push(parser.feed(c)) for c in split(raw, cuts)]
     out = Samples.concatenate(parts, 16)
     gs = set(g.tolist())
-    pairs = [x for x in sorted(gs) if x % 2 == 1 and x + 1 in gs]
+    pairs = [x for x in sorted(gs) if x % 2 == 0 and x + 1 in gs]
     assert out.eeg.shape == (len(pairs), 16)
-    np.testing.assert_array_equal(out.eeg[:, 0], pairs)
-    np.testing.assert_array_equal(out.eeg[:, 8], np.array(pairs) + 1)
-    slots = [(x - 1) // 2 for x in pairs]
+    np.testing.assert_array_equal(out.eeg[:, 0], np.array(pairs, int) + 1)  # channels 1-8: odd
+    np.testing.assert_array_equal(out.eeg[:, 8], pairs)  # channels 9-16: even
+    slots = [x // 2 for x in pairs]
     expected = [(r, slots[r] - slots[r - 1] - 1) for r in range(1, len(slots))
                 if slots[r] - slots[r - 1] > 1]
     assert out.gaps == expected
