@@ -287,12 +287,14 @@ class RDASimulator:
         workers, self._workers = self._workers, []
         for worker in workers:
             worker.stop()
-        with self._lock:
-            self._recording = False
-            self._close_clients()
+        # The listener goes first: a client that reconnects at once must be
+        # refused, not parked in the backlog of a socket about to close.
         if self._listener is not None:
             self._listener.close()
             self._listener = None
+        with self._lock:
+            self._recording = False
+            self._close_clients()
         for worker in workers:
             worker.check()
 

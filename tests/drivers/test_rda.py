@@ -1,0 +1,317 @@
+"""End-to-end tests of the rda driver against the RDA simulator on real loopback sockets."""
+
+import logging
+import socket
+import time
+
+import numpy as np
+import pytest
+
+import ampkit
+from ampkit.decorator import GAP_MARKER
+from ampkit.drivers.rda import RDAAmp
+from ampkit.errors import (
+    AmpNotAvailableError,
+    ConfigurationError,
+    ConnectionLostError,
+    ProtocolError,
+    StateError,
+)
+from ampkit.protocols import rda
+from ampkit.sim.rda import COUNTER_MODULUS, RDASimulator
+from ampkit.worker import Worker
+
+FS = 1000.0
+BLOCK = 10
+RES = [0.1, 0.5, 1.0, 0.05, 2.0]
+
+
+def make_sim(dtype="float32", **kw):
+    options = dict(
+        port=0, channels=["Cnt", "Fz", "Cz", "Pz", "Oz"], fs=FS, block_size=BLOCK,
+        dtype=dtype, resolution=RES, marker_rate=50,
+    )
+    options.update(kw)
+    return RDASimulator(**options)
+
+
+def collect(amp, n, timeout=20.0):
+    """Read until ``n`` samples came: (data, [(row, text)])."""
+    datas, markers, rows = [], [], 0
+    deadline = time.monotonic() + timeout
+    while rows < n:
+        assert time.monotonic() < deadline, f"only {rows} of {n} samples within {timeout} s"
+        data, block_markers = amp.get_data()
+        markers += [(rows + round(ms * FS / 1000.0), text) for ms, text in block_markers]
+        datas.append(data)
+        rows += len(data)
+    return np.concatenate(datas), markers
+
+
+def expected(sim, first, n):
+    """The µV the driver must deliver for samples ``first`` .. of the simulator."""
+    raw = sim.samples(first, n)
+    return raw.astype(np.float32) * np.asarray(RES, np.float32)
+
+
+def first_sample(sim, data):
+    """The simulator's sample index of ``data[0]`` (channel 0 is a counter)."""
+    return int(round(data[0, 0] / RES[0]))
+
+
+def check_run(sim, data, markers, first=None, row0=0):
+    """``data`` (from row ``row0`` on) is an unbroken run of the simulator's signal."""
+    part = data[row0:]
+    k0 = first_sample(sim, part) if first is None else first
+    np.testing.assert_array_equal(part, expected(sim, k0, len(part)))
+    want = [(row0 + m.position, m.text) for m in sim.markers(k0, len(part))]
+    got = [(r, t) for r, t in markers if r >= row0 and not t.startswith("ampkit/gap")]
+    assert got == want
+    return k0
+
+
+@pytest.mark.parametrize("dtype", ["float32", "int16"])
+def test_exact_samples_and_markers_joining_mid_recording(dtype):
+    with make_sim(dtype) as sim, RDAAmp() as amp:
+        time.sleep(0.3)  # the recording runs before the client joins
+        amp.configure(port=sim.port)
+        assert amp.get_channels() == ["Cnt", "Fz", "Cz", "Pz", "Oz"]
+        assert amp.get_sampling_frequency() == FS
+        np.testing.assert_array_equal(amp.get_resolutions(), RES)
+        amp.start()
+        data, markers = collect(amp, 600)
+        amp.stop()
+    assert data.dtype == np.float32 and data.shape[1] == 5
+    k0 = check_run(sim, data, markers)
+    assert k0 > 0 and k0 % BLOCK == 0  # joined mid-recording, at a block boundary
+    assert len(markers) >= 10
+    assert markers[0][1].startswith("Stimulus/S ")
+    assert amp.gaps == 0 and amp.lost_samples == 0
+
+
+def test_decorated_amp_places_markers_on_their_samples():
+    with make_sim() as sim, ampkit.get_amp("rda", port=sim.port) as amp:
+        assert "rda" in ampkit.registry.driver_names()
+        amp.start()
+        blocks, n = [], 0
+        while n < 500:
+            block = amp.get_block()
+            blocks.append(block)
+            n += len(block)
+        amp.stop()
+    data = np.concatenate([b.data for b in blocks])
+    stamps = np.concatenate([b.timestamps for b in blocks])
+    rows, offset = [], 0
+    for b in blocks:
+        rows += [(offset + r, t) for r, t in b.marker_samples()]
+        offset += len(b)
+    check_run(sim, data, rows)
+    assert np.all(np.diff(stamps) > 0)
+    # Times follow the nominal rate (arrival jitter is smoothed away).
+    assert abs((stamps[-1] - stamps[0]) / (len(stamps) - 1) - 1 / FS) < 0.2 / FS
+
+
+def test_preamble_and_interleaved_unknown_messages_are_skipped(caplog):
+    caplog.set_level(logging.DEBUG, logger="ampkit")
+    with make_sim("int16", preamble=True, keepalive_every=2) as sim, RDAAmp() as amp:
+        amp.configure(port=sim.port)
+        amp.start()
+        data, markers = collect(amp, 300)
+        amp.stop()
+    check_run(sim, data, markers)
+    skipped = caplog.text
+    for mtype in (5, 9, 10000, 100000, 4242):
+        assert f"skipped message type {mtype}" in skipped
+
+
+def test_dropped_blocks_are_counted_and_marked(caplog):
+    with make_sim() as sim, RDAAmp() as amp:
+        amp.configure(port=sim.port)
+        amp.start()
+        data1, m1 = collect(amp, 100)
+        sim.drop_blocks(3)
+        data2, m2 = collect(amp, 300)
+        amp.stop()
+    data = np.concatenate([data1, data2])
+    markers = m1 + [(r + len(data1), t) for r, t in m2]
+    counter = np.round(data[:, 0] / RES[0]).astype(int)
+    jumps = np.flatnonzero(np.diff(counter) != 1) + 1
+    assert list(jumps) == [jumps[0]] and counter[jumps[0]] - counter[jumps[0] - 1] == 31
+    assert (jumps[0], GAP_MARKER.format(n=30)) in markers
+    assert amp.gaps == 1 and amp.lost_samples == 30
+    assert "30 samples lost" in caplog.text
+    check_run(sim, data, markers, row0=jumps[0])
+    assert sim.blocks_dropped == 3
+
+
+def test_restart_continues_with_a_gap_marker():
+    with make_sim() as sim, RDAAmp() as amp:
+        amp.configure(port=sim.port)
+        amp.start()
+        data1, m1 = collect(amp, 100)
+        sim.restart()
+        time.sleep(0.2)
+        data2, m2 = collect(amp, 300)
+        amp.stop()
+    data = np.concatenate([data1, data2])
+    markers = m1 + [(r + len(data1), t) for r, t in m2]
+    counter = np.round(data[:, 0] / RES[0]).astype(int)
+    (restart,) = np.flatnonzero(np.diff(counter) != 1) + 1
+    assert counter[restart] == 0  # the new recording starts from sample 0
+    gaps = [(r, t) for r, t in markers if t.startswith("ampkit/gap")]
+    assert len(gaps) == 1 and gaps[0][0] == restart
+    assert amp.gaps == 1
+    check_run(sim, data, markers, first=0, row0=restart)
+
+
+def test_restart_with_another_layout_raises_protocol_error():
+    with make_sim() as sim, RDAAmp() as amp:
+        amp.configure(port=sim.port)
+        amp.start()
+        collect(amp, 50)
+        sim.restart(channels=3)
+        with pytest.raises(ProtocolError, match="different setup"):
+            collect(amp, 10**6)
+        amp.stop()
+        # A new start() follows the new layout.
+        amp.start()
+        assert amp.get_channels() == ["Ch1", "Ch2", "Ch3"]
+        data, _ = amp.get_data()
+        amp.stop()
+
+
+def test_server_killed_gives_connection_lost_after_the_buffered_data():
+    with make_sim() as sim, RDAAmp() as amp:
+        amp.configure(port=sim.port)
+        amp.start()
+        collect(amp, 50)
+        time.sleep(0.2)
+        sim.stop()
+        got = 0
+        with pytest.raises(ConnectionLostError, match="closed the connection"):
+            for _ in range(200):
+                data, _ = amp.get_data()
+                got += len(data)
+        assert got > 0  # what arrived before the loss was delivered first
+        with pytest.raises(ConnectionLostError):  # and it stays lost
+            amp.get_data()
+        t0 = time.monotonic()
+        amp.stop()
+        assert time.monotonic() - t0 < 2.0
+
+
+def test_reconnect_marks_the_gap_after_a_cut_and_a_new_server():
+    with make_sim() as sim, RDAAmp() as amp:
+        amp.configure(port=sim.port, reconnect=True)
+        amp.start()
+        data1, m1 = collect(amp, 100)
+        # Blocks sent while the client is away are lost to it: the gap is
+        # known from nBlock.
+        sim.drop_blocks(5)
+        sim.cut()
+        data2, m2 = collect(amp, 300)
+        assert amp.reconnects == 1
+        sim.stop()  # a new recording on the same port: the gap is estimated from time
+        time.sleep(0.3)
+        sim.start()
+        data3, m3 = collect(amp, 300)
+        assert amp.reconnects == 2
+        amp.stop()
+    data = np.concatenate([data1, data2, data3])
+    markers = (
+        m1 + [(r + len(data1), t) for r, t in m2]
+        + [(r + len(data1) + len(data2), t) for r, t in m3]
+    )
+    counter = np.round(data[:, 0] / RES[0]).astype(int)
+    cut, new = np.flatnonzero(np.diff(counter) != 1) + 1
+    gaps = [(r, t) for r, t in markers if t.startswith("ampkit/gap")]
+    lost = counter[cut] - counter[cut - 1] - 1
+    assert gaps[0] == (cut, GAP_MARKER.format(n=lost)) and lost > 0
+    assert gaps[1][0] == new and counter[new] < counter[new - 1]  # a new recording
+    assert int(gaps[1][1].split()[-1]) >= 0.2 * FS  # the server was away for 0.3 s
+    assert amp.gaps == 2
+    check_run(sim, data, markers, row0=new)
+
+
+def test_slow_reader_loses_nothing_within_the_buffer():
+    with make_sim() as sim, RDAAmp() as amp:
+        amp.configure(port=sim.port)
+        amp.start()
+        time.sleep(0.6)
+        data, markers = collect(amp, 500)
+        amp.stop()
+    check_run(sim, data, markers)
+    assert amp.gaps == 0
+
+
+def test_buffer_overflow_is_counted_logged_and_marked(caplog):
+    with make_sim() as sim, RDAAmp() as amp:
+        amp.configure(port=sim.port, buffer_seconds=0.1)
+        amp.start()
+        time.sleep(0.6)
+        data, markers = collect(amp, 50)
+        amp.stop()
+    assert len(data) <= 0.1 * FS + BLOCK
+    assert markers[0][0] == 0 and markers[0][1].startswith("ampkit/gap ")
+    assert amp.gaps >= 1 and amp.lost_samples >= 300
+    assert "buffer of 0.1 s full" in caplog.text
+
+
+def test_no_server_and_silent_server():
+    free = socket.socket()
+    free.bind(("127.0.0.1", 0))
+    port = free.getsockname()[1]
+    free.close()
+    amp = RDAAmp()
+    amp.configure(port=port, timeout=0.5)
+    assert not amp.is_available()
+    with pytest.raises(AmpNotAvailableError, match=f"no RDA server at 127.0.0.1:{port}"):
+        amp.start()
+    # Accepts connections but never sends a start message.
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(1)
+        amp.configure(port=silent.getsockname()[1], timeout=0.5)
+        assert amp.is_available()
+        with pytest.raises(AmpNotAvailableError, match="no start\\s+message"):
+            amp.get_channels()
+    assert isinstance(RDAAmp.is_available(), bool)  # asked of the class: the default port
+
+
+def test_server_sending_garbage_gives_protocol_error():
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    listener.settimeout(5)
+
+    def serve(stop):
+        conn, _ = listener.accept()
+        with conn:
+            conn.sendall(rda.encode_start(["A"], 1000.0, [1.0]) + b"this is not RDA" * 3)
+            stop.wait(5)
+
+    with listener, Worker(serve, "garbage server"):
+        amp = RDAAmp()
+        amp.configure(port=listener.getsockname()[1], timeout=5)
+        with pytest.raises(ProtocolError, match="GUID"):
+            amp.start()
+            for _ in range(50):
+                amp.get_data()
+        amp.close()
+
+
+def test_configure_validates_and_get_data_needs_start():
+    amp = RDAAmp()
+    for bad in ({"port": "51244"}, {"port": 0}, {"timeout": -1}, {"reconnect": "yes"},
+                {"host": ""}, {"buffer_seconds": 0}, {"speed": 2}):
+        with pytest.raises((ConfigurationError, TypeError)):
+            amp.configure(**bad)
+    with pytest.raises(StateError):
+        amp.get_data()
+
+
+def test_counter_modulus_is_the_simulator_contract():
+    # The tests above read sample indices from channel 0.
+    with make_sim(dtype="int16") as sim:
+        raw = sim.samples(COUNTER_MODULUS - 2, 4)
+    assert list(raw[:, 0]) == [COUNTER_MODULUS - 2, COUNTER_MODULUS - 1, 0, 1]

@@ -1,0 +1,328 @@
+"""Tests of the RDA codec (ampkit.protocols.rda): known bytes, round trips, fuzzing."""
+
+import struct
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ampkit.errors import ProtocolError
+from ampkit.protocols import rda
+
+# The GUID as printed in Recorder's RDA.h: "As byte array: 8E45584396C9864CAF4A98BBF6C91450".
+GUID_BYTES = bytes.fromhex("8E45584396C9864CAF4A98BBF6C91450")
+
+
+def hand_start(names, interval, resolutions):
+    body = struct.pack("<Id", len(names), interval)
+    body += b"".join(struct.pack("<d", r) for r in resolutions)
+    body += b"".join(n.encode() + b"\0" for n in names)
+    return GUID_BYTES + struct.pack("<II", 24 + len(body), 1) + body
+
+
+def hand_data(mtype, block, rows, markers):
+    fmt = "<h" if mtype == 2 else "<f"
+    samples = b"".join(struct.pack(fmt, v) for row in rows for v in row)
+    marks = b""
+    for pos, typ, desc in markers:
+        text = typ.encode() + b"\0" + desc.encode() + b"\0"
+        marks += struct.pack("<IIIi", 16 + len(text), pos, 1, -1) + text
+    body = struct.pack("<III", block, len(rows), len(markers)) + samples + marks
+    return GUID_BYTES + struct.pack("<II", 24 + len(body), mtype) + body
+
+
+def parse_all(chunks, max_size=rda.MAX_MESSAGE_SIZE):
+    """Feed chunks; return (messages, offset of the ProtocolError or None)."""
+    parser = rda.RDAParser(max_size)
+    out = []
+    try:
+        for chunk in chunks:
+            out += parser.feed(chunk)
+        out += parser.feed(b"")  # raises an error kept for the next call
+    except ProtocolError as exc:
+        assert parser.error is exc or parser.error.offset == exc.offset
+        return out, exc.offset
+    return out, None
+
+
+def same(a, b):
+    """Whether two message lists are equal (arrays compared exactly)."""
+    if len(a) != len(b):
+        return False
+    for x, y in zip(a, b, strict=True):
+        if type(x) is not type(y):
+            return False
+        if isinstance(x, rda.DataMessage):
+            if x.block != y.block or x.markers != y.markers:
+                return False
+            if x.data.dtype != y.data.dtype or not np.array_equal(x.data, y.data, equal_nan=True):
+                return False
+        elif isinstance(x, rda.StartMessage):
+            if not x.same_layout(y):
+                return False
+        elif x != y:
+            return False
+    return True
+
+
+def split(data, cuts):
+    points = sorted({min(c, len(data)) for c in cuts})
+    pieces, last = [], 0
+    for p in points + [len(data)]:
+        pieces.append(data[last:p])
+        last = p
+    return pieces
+
+
+# -- known bytes -------------------------------------------------------------
+
+
+def test_guid_is_windows_byte_order():
+    assert rda.GUID == GUID_BYTES
+    assert rda.GUID[:4] == b"\x8e\x45\x58\x43"
+
+
+def test_parses_hand_built_stream():
+    raw = (
+        hand_start(["Fp1", "Cz", "O2"], 2000.0, [0.1, 0.5, 10.0])
+        + GUID_BYTES + struct.pack("<II", 28, 10000) + b"ping"
+        + hand_data(2, 7, [[1, -2, 3], [32767, -32768, 0]], [(1, "Stimulus", "S  1")])
+        + hand_data(4, 8, [[1.5, -2.25, 3e5]], [])
+        + GUID_BYTES + struct.pack("<II", 24, 3)
+    )
+    msgs = rda.RDAParser().feed(raw)
+    start, unknown, d16, d32, stop = msgs
+    assert start.channels == ["Fp1", "Cz", "O2"]
+    assert start.fs == 500.0
+    np.testing.assert_array_equal(start.resolutions, [0.1, 0.5, 10.0])
+    assert unknown == rda.UnknownMessage(10000, b"ping")
+    assert d16.block == 7 and d16.data.dtype == np.int16
+    np.testing.assert_array_equal(d16.data, [[1, -2, 3], [32767, -32768, 0]])
+    assert d16.markers == [rda.RDAMarker(1, "Stimulus", "S  1", 1, -1)]
+    assert d16.markers[0].text == "Stimulus/S  1"
+    assert d32.block == 8 and d32.data.dtype == np.float32
+    np.testing.assert_array_equal(d32.data, [[1.5, -2.25, 3e5]])
+    assert isinstance(stop, rda.StopMessage)
+
+
+def test_encoders_write_the_hand_built_bytes():
+    assert rda.encode_start(["Fp1", "Cz"], 1000.0, [0.1, 0.5]) == hand_start(
+        ["Fp1", "Cz"], 1000.0, [0.1, 0.5]
+    )
+    rows = [[1, -2], [300, 4]]
+    marker = rda.RDAMarker(1, "Response", "R 12")
+    assert rda.encode_data(3, np.array(rows, np.int16), [marker]) == hand_data(
+        2, 3, rows, [(1, "Response", "R 12")]
+    )
+    assert rda.encode_data(3, np.array(rows, np.float32)) == hand_data(4, 3, rows, [])
+    assert rda.encode_stop() == GUID_BYTES + struct.pack("<II", 24, 3)
+
+
+def test_marker_with_zero_points_means_one_and_is_walked_by_its_size():
+    start = hand_start(["A"], 1000.0, [1.0])
+    # A marker padded beyond its strings: the parser must step by nSize.
+    text = b"Stimulus\0S  2\0\0\0\0\0"
+    m1 = struct.pack("<IIIi", 16 + len(text), 0, 0, 3) + text
+    text2 = b"Comment\0hello\0"
+    m2 = struct.pack("<IIIi", 16 + len(text2), 1, 5, -1) + text2
+    body = struct.pack("<III", 0, 2, 2) + struct.pack("<2h", 10, 11) + m1 + m2
+    data = GUID_BYTES + struct.pack("<II", 24 + len(body), 2) + body
+    _, msg = rda.RDAParser().feed(start + data)
+    assert msg.markers == [
+        rda.RDAMarker(0, "Stimulus", "S  2", 1, 3),
+        rda.RDAMarker(1, "Comment", "hello", 5, -1),
+    ]
+
+
+def test_incomplete_message_waits_for_more():
+    raw = rda.encode_start(["A", "B"], 1000.0, [1, 1])
+    parser = rda.RDAParser()
+    assert parser.feed(raw[:-1]) == []
+    assert parser.buffered == len(raw) - 1
+    (msg,) = parser.feed(raw[-1:])
+    assert msg.channels == ["A", "B"] and parser.buffered == 0 and parser.offset == len(raw)
+
+
+# -- errors ---------------------------------------------------------------------
+
+START = rda.encode_start(["A", "B"], 1000.0, [1.0, 1.0])
+
+
+@pytest.mark.parametrize(
+    "raw, offset, words",
+    [
+        (b"\x8e\x45\x58\x44" + bytes(20), 0, "GUID"),
+        (b"\x00", 0, "GUID"),
+        (START + b"garbage", len(START), "GUID"),
+        (GUID_BYTES + struct.pack("<II", 23, 1), 0, "smaller than"),
+        (GUID_BYTES + struct.pack("<II", 0xFFFFFFFF, 2), 0, "over the limit"),
+        (rda.encode_data(0, np.zeros((2, 2), np.int16)), 0, "before any start"),
+        (START + rda.encode_data(0, np.zeros((2, 3), np.int16)), len(START), "does not match"),
+        (START + rda.encode_data(0, np.zeros((4, 1), np.float32)), len(START), "does not match"),
+        (START + rda.encode_data(0, np.zeros((2, 1), np.int16)), len(START), "need"),
+        (rda.encode_message(1, struct.pack("<Id", 1000, 1000.0)), 0, "1000 channels"),
+        (rda.encode_message(1, struct.pack("<I", 1)), 0, "truncated"),
+        (rda.encode_message(1, struct.pack("<Id", 0, 1000.0)), 0, "0 channels"),
+        (rda.encode_message(1, struct.pack("<Idd", 1, 0.0, 1.0) + b"A\0"), 0, "interval"),
+        (rda.encode_message(1, struct.pack("<Idd", 1, 1e3, float("nan")) + b"A\0"), 0, "finite"),
+        (rda.encode_message(1, struct.pack("<Iddd", 2, 1e3, 1.0, 1.0) + b"A\0B"), 0, "names"),
+        (START + rda.encode_message(2, struct.pack("<II", 0, 0)), len(START), "truncated"),
+        (START + rda.encode_message(2, struct.pack("<III", 0, 0, 3) + bytes(40)), len(START),
+         "markers do not fit"),
+        (START + rda.encode_message(2, struct.pack("<III", 0, 0, 1) + struct.pack("<IIIi", 8, 0,
+         0, 0)), len(START) + 36, "outside"),  # the marker's own offset
+    ],
+)
+def test_protocol_errors_name_offset_and_reason(raw, offset, words):
+    parser = rda.RDAParser()
+    with pytest.raises(ProtocolError) as info:
+        parser.feed(raw)
+        parser.feed(b"")  # an error after good messages comes with the next call
+    assert info.value.offset == offset
+    assert words in info.value.reason
+
+
+def test_error_after_good_messages_is_kept_for_the_next_call():
+    parser = rda.RDAParser()
+    msgs = parser.feed(START + b"nonsense")
+    assert len(msgs) == 1 and parser.error is not None
+    with pytest.raises(ProtocolError) as info:
+        parser.feed(b"")
+    assert info.value.offset == len(START)
+    with pytest.raises(ProtocolError):  # broken for good
+        parser.feed(START)
+
+
+def test_stop_forgets_the_layout():
+    parser = rda.RDAParser()
+    parser.feed(START + rda.encode_stop())
+    assert parser.start is None
+    with pytest.raises(ProtocolError, match="before any start"):
+        parser.feed(rda.encode_data(0, np.zeros((1, 2), np.int16)))
+
+
+def test_huge_announced_size_does_not_allocate_or_wait():
+    parser = rda.RDAParser(max_message_size=1000)
+    with pytest.raises(ProtocolError, match="over the limit"):
+        parser.feed(GUID_BYTES + struct.pack("<II", 1001, 4))
+    # A size under the limit waits for its bytes, holding only what came.
+    parser = rda.RDAParser(max_message_size=1000)
+    assert parser.feed(GUID_BYTES + struct.pack("<II", 1000, 4)) == []
+    assert parser.buffered == 24
+
+
+# -- hypothesis -----------------------------------------------------------------
+
+names = st.text(
+    st.characters(blacklist_characters="\0", blacklist_categories=("Cs",)), max_size=8
+)
+
+
+@st.composite
+def streams(draw):
+    """A valid RDA stream: a list of messages with consistent layouts."""
+    messages = []
+    for _ in range(draw(st.integers(1, 3))):
+        for _ in range(draw(st.integers(0, 2))):
+            messages.append(
+                rda.UnknownMessage(
+                    draw(st.sampled_from([5, 6, 7, 8, 9, 10000, 100000, 77])),
+                    draw(st.binary(max_size=40)),
+                )
+            )
+        n = draw(st.integers(1, 5))
+        start = rda.StartMessage(
+            draw(st.lists(names, min_size=n, max_size=n)),
+            draw(st.floats(1.0, 1e6)),
+            np.array(draw(st.lists(st.floats(1e-3, 1e3), min_size=n, max_size=n))),
+        )
+        messages.append(start)
+        dtype = draw(st.sampled_from([np.int16, np.float32]))
+        for _ in range(draw(st.integers(0, 4))):
+            points = draw(st.integers(0, 6))
+            if dtype is np.int16:
+                values = st.integers(-32768, 32767)
+            else:
+                values = st.floats(width=32, allow_nan=False)
+            data = np.array(
+                draw(st.lists(values, min_size=points * n, max_size=points * n)), dtype
+            ).reshape(points, n)
+            markers = [
+                rda.RDAMarker(
+                    draw(st.integers(0, 2**32 - 1)), draw(names), draw(names),
+                    draw(st.integers(1, 2**32 - 1)), draw(st.integers(-(2**31), 2**31 - 1)),
+                )
+                for _ in range(draw(st.integers(0, 2)))
+            ]
+            messages.append(rda.DataMessage(draw(st.integers(0, 2**32 - 1)), data, markers))
+            if draw(st.booleans()):
+                messages.append(rda.UnknownMessage(10000))
+        if draw(st.booleans()):
+            messages.append(rda.StopMessage())
+    return messages
+
+
+FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@FUZZ
+@given(streams(), st.lists(st.integers(0, 5000), max_size=12))
+def test_round_trip_in_arbitrary_chunks(messages, cuts):
+    raw = b"".join(rda.encode(m) for m in messages)
+    whole, error = parse_all([raw])
+    assert error is None
+    assert same(whole, messages)
+    pieces, _ = parse_all(split(raw, cuts))
+    assert same(pieces, messages)
+    bytewise, _ = parse_all([raw[i : i + 1] for i in range(len(raw))])
+    assert same(bytewise, messages)
+
+
+@FUZZ
+@given(
+    streams(),
+    st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), min_size=1, max_size=4),
+    st.lists(st.integers(0, 5000), max_size=8),
+    st.sampled_from(["replace", "insert", "delete", "truncate"]),
+)
+def test_mutated_streams_only_raise_protocol_error(messages, edits, cuts, how):
+    raw = bytearray(b"".join(rda.encode(m) for m in messages))
+    for pos, value in edits:
+        pos %= len(raw) + 1
+        if how == "replace" and pos < len(raw):
+            raw[pos] = value
+        elif how == "insert":
+            raw[pos:pos] = bytes([value])
+        elif how == "delete":
+            del raw[pos : pos + 1 + value % 8]
+        elif how == "truncate":
+            del raw[pos:]
+    raw = bytes(raw)
+    whole = parse_all([raw], max_size=1 << 16)
+    pieces = parse_all(split(raw, cuts), max_size=1 << 16)
+    # Whatever the damage, the outcome does not depend on how bytes arrive.
+    assert same(whole[0], pieces[0]) and whole[1] == pieces[1]
+
+
+@FUZZ
+@given(st.binary(max_size=300), st.lists(st.integers(0, 300), max_size=5))
+def test_random_bytes_only_raise_protocol_error(raw, cuts):
+    whole = parse_all([raw])
+    pieces = parse_all(split(raw, cuts))
+    assert same(whole[0], pieces[0]) and whole[1] == pieces[1]
+    if raw[:1] not in (b"", GUID_BYTES[:1]):
+        assert whole == ([], 0)
+
+
+@FUZZ
+@given(
+    st.integers(0, 2**32 - 1), st.sampled_from([1, 2, 3, 4, 9, 10000]),
+    st.binary(max_size=200), st.booleans(),
+)
+def test_random_bodies_behind_a_valid_header_only_raise_protocol_error(size, mtype, body, lead):
+    # Past the GUID, so the fuzzing reaches the body parsers.
+    head = START if lead else b""
+    raw = head + GUID_BYTES + struct.pack("<II", size % 300, mtype) + body
+    msgs, error = parse_all([raw], max_size=1 << 16)
+    assert error is None or error >= 0
