@@ -80,6 +80,12 @@ class RingBuffer:
     dtype : numpy dtype, optional
         Type of the samples (float32 by default). ``object`` buffers (string
         streams) start filled with ``""``, all others with zeros.
+    view_rows : int, optional
+        Keep a copy of the first ``view_rows`` rows of the ring just past its
+        end, so that :meth:`get_last` returns a view (never a copy) for any
+        ``n <= view_rows``, also when the rows wrap. Costs ``view_rows``
+        rows of memory and a second write for the chunks that land in those
+        rows. Default 0: views only when the rows do not wrap.
 
     Attributes
     ----------
@@ -114,17 +120,30 @@ class RingBuffer:
     2
     """
 
-    def __init__(self, shape: int | Sequence[int], dtype: Any = np.float32) -> None:
+    def __init__(
+        self, shape: int | Sequence[int], dtype: Any = np.float32, view_rows: int = 0
+    ) -> None:
         shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
         if not shape:
             raise ConfigurationError("a RingBuffer shape needs at least one dimension")
         size = check_positive_int("the number of rows of a RingBuffer", shape[0])
+        if isinstance(view_rows, bool) or not isinstance(view_rows, (int, np.integer)) or not (
+            0 <= view_rows <= size
+        ):
+            raise ConfigurationError(f"view_rows must be an int in 0..{size}, got {view_rows!r}")
         dtype = np.dtype(dtype)
+        # The ring is the first `size` rows of a store; the `view_rows` rows
+        # after it mirror the ring's first rows, so short wrapped windows are
+        # contiguous in the store.
+        store_shape = (size + int(view_rows),) + tuple(shape[1:])
         if dtype.kind == "O":
-            self.buffer = np.full(shape, "", dtype=object)
+            self._store = np.full(store_shape, "", dtype=object)
         else:
-            self.buffer = np.zeros(shape, dtype=dtype)
-        self.buffer_t = np.zeros(size, dtype=np.float64)
+            self._store = np.zeros(store_shape, dtype=dtype)
+        self._store_t = np.zeros(size + int(view_rows), dtype=np.float64)
+        self.buffer = self._store[:size]
+        self.buffer_t = self._store_t[:size]
+        self.view_rows = int(view_rows)
         self.curr_i = 0
         self.size = size
         self.n_added = 0
@@ -163,11 +182,12 @@ class RingBuffer:
             ``samples`` and ``times`` differ in length.
         """
         # The common case (a short chunk that does not reach the end of the
-        # ring) is kept to two slice assignments: it runs for every chunk.
+        # ring nor the mirrored rows) is kept to two slice assignments: it
+        # runs for every chunk.
         n = len(times)
         i = self.curr_i
         j = i + n
-        if 0 < n and j < self.size and len(samples) == n:
+        if 0 < n and j < self.size and self.view_rows <= i and len(samples) == n:
             self.buffer[i:j] = samples
             self.buffer_t[i:j] = times
             self.curr_i = j
@@ -198,15 +218,21 @@ class RingBuffer:
         i = self.curr_i
         k = size - i
         if n <= k:
-            self.buffer[i : i + n] = samples
-            self.buffer_t[i : i + n] = times
+            self._put(i, samples, times)
             self.curr_i = (i + n) % size
         else:
-            self.buffer[i:] = samples[:k]
-            self.buffer[: n - k] = samples[k:]
-            self.buffer_t[i:] = times[:k]
-            self.buffer_t[: n - k] = times[k:]
+            self._put(i, samples[:k], times[:k])
+            self._put(0, samples[k:], times[k:])
             self.curr_i = n - k
+
+    def _put(self, a: int, samples: Any, times: Any) -> None:
+        b = a + len(times)
+        self.buffer[a:b] = samples
+        self.buffer_t[a:b] = times
+        if a < self.view_rows:
+            e = min(b, self.view_rows)
+            self._store[self.size + a : self.size + e] = self.buffer[a:e]
+            self._store_t[self.size + a : self.size + e] = self.buffer_t[a:e]
 
     # -- reading ---------------------------------------------------------
 
@@ -249,9 +275,9 @@ class RingBuffer:
             How many rows; at most ``size``. Fewer come back while fewer
             than ``n`` samples have been added.
         copy : bool
-            Always return a copy. By default the result is a view into
-            ``buffer`` when the rows do not wrap around its end (no copy,
-            constant time), and a copy when they do.
+            Always return a copy. By default the result is a view (no copy,
+            constant time) when the rows do not wrap around the end of
+            ``buffer`` or when ``n <= view_rows``, and a copy otherwise.
 
         Returns
         -------
@@ -264,13 +290,13 @@ class RingBuffer:
         ampkit.errors.ConfigurationError
             ``n`` is negative or larger than the buffer.
         """
-        return self._last(self.buffer, n, copy)
+        return self._last(self._store, n, copy)
 
     def get_last_t(self, n: int, copy: bool = False) -> np.ndarray:
         """Return the timestamps of :meth:`get_last` ``(n)``, same rules."""
-        return self._last(self.buffer_t, n, copy)
+        return self._last(self._store_t, n, copy)
 
-    def _last(self, arr: np.ndarray, n: int, copy: bool) -> np.ndarray:
+    def _last(self, store: np.ndarray, n: int, copy: bool) -> np.ndarray:
         size = self.size
         if not 0 <= n <= size:
             raise ConfigurationError(f"get_last({n}) on a ring buffer of {size} rows")
@@ -278,11 +304,13 @@ class RingBuffer:
             n = self.n_added
         i = self.curr_i
         if n <= i:
-            out = arr[i - n : i]
+            out = store[i - n : i]
         elif i == 0:
-            out = arr[size - n :]
+            out = store[size - n : size]
+        elif i <= self.view_rows:
+            out = store[size + i - n : size + i]  # runs into the mirrored rows
         else:
-            return np.concatenate((arr[size - n + i :], arr[:i]))
+            return np.concatenate((store[size - n + i : size], store[:i]))
         return out.copy() if copy else out
 
     # -- unread / overflow -----------------------------------------------
@@ -325,15 +353,27 @@ class _Watcher:
     """What :class:`StreamWatcher` and :class:`AmpWatcher` share: the face of
     dareplane-utils' StreamWatcher over a :class:`RingBuffer`."""
 
-    def __init__(self, name: str, buffer_size_s: float, logger: logging.Logger) -> None:
+    def __init__(
+        self, name: str, buffer_size_s: float, logger: logging.Logger, view_s: float
+    ) -> None:
         self.name = name
         self.buffer_size_s = check_positive_number("buffer_size_s", buffer_size_s)
+        if isinstance(view_s, bool) or not isinstance(view_s, (int, float)) or view_s < 0:
+            raise ConfigurationError(f"view_s must be a number >= 0, got {view_s!r}")
+        self.view_s = float(view_s)
         self.logger = logger
         self.ring_buffer: RingBuffer | None = None
         self.channel_names: list[str] = []
         self.n_new = 0
         self.samples: np.ndarray = np.empty((0, 0), dtype=np.float32)
         self.times: np.ndarray = np.empty(0, dtype=np.float64)
+
+    def _new_ring(self, rate: float, n_ch: int, dtype: Any) -> RingBuffer:
+        rows = max(1, int(round(rate * self.buffer_size_s)))
+        view_rows = min(rows, int(round(rate * self.view_s)))
+        rb = RingBuffer((rows, n_ch), dtype=dtype, view_rows=view_rows)
+        rb.logger = self.logger
+        return rb
 
     # dareplane copies these from the ring buffer once; here they are live.
 
@@ -492,6 +532,10 @@ class StreamWatcher(_Watcher):
         expect, which sizes the buffer to ``buffer_size_s * expected_srate``
         rows. Default :data:`DEFAULT_IRREGULAR_SRATE`. Set it before
         ``connect_to_stream``.
+    view_s : float
+        Reads of up to this many seconds (:meth:`get_last`,
+        :meth:`get_last_s`) are always views, never copies (see
+        ``view_rows`` of :class:`RingBuffer`). Default 0.
 
     Attributes
     ----------
@@ -534,8 +578,9 @@ class StreamWatcher(_Watcher):
         logger: logging.Logger = logger,
         *,
         expected_srate: float | None = None,
+        view_s: float = 0.0,
     ) -> None:
-        super().__init__(name, buffer_size_s, logger)
+        super().__init__(name, buffer_size_s, logger, view_s)
         self.expected_srate = expected_srate
         self.chunk_buffer_size = 1024 * 32
         self.stream: Any = None
@@ -616,7 +661,6 @@ class StreamWatcher(_Watcher):
             if srate is None:
                 srate = DEFAULT_IRREGULAR_SRATE
             srate = check_positive_number("expected_srate", srate)
-        rows = max(1, int(round(srate * self.buffer_size_s)))
         fmt = info.channel_format()
         dtype = _lsl_dtypes(self._pylsl).get(fmt)
         if dtype is None:
@@ -624,8 +668,7 @@ class StreamWatcher(_Watcher):
                 f"LSL stream {self.name!r} has an unknown channel format ({fmt})"
             )
         n_ch = info.channel_count()
-        self.ring_buffer = RingBuffer((rows, n_ch), dtype=dtype)
-        self.ring_buffer.logger = self.logger
+        self.ring_buffer = self._new_ring(srate, n_ch, dtype)
         self.samples = np.empty((0, n_ch), dtype=dtype)
         self.times = np.empty(0, dtype=np.float64)
         if dtype is object:
@@ -716,6 +759,9 @@ class AmpWatcher(_Watcher):
         Where to log.
     marker_buffer_size : int
         How many markers to keep.
+    view_s : float
+        Reads of up to this many seconds are always views (see
+        :class:`StreamWatcher`). Default 0.
 
     Attributes
     ----------
@@ -752,12 +798,14 @@ class AmpWatcher(_Watcher):
         logger: logging.Logger = logger,
         *,
         marker_buffer_size: int = 1024,
+        view_s: float = 0.0,
     ) -> None:
         if not callable(getattr(amp, "get_block", None)):
             raise ConfigurationError(
                 f"AmpWatcher reads a decorated amp (ampkit.get_amp(...)), got {type(amp).__name__}"
             )
-        super().__init__(str(getattr(amp, "name", type(amp).__name__)), buffer_size_s, logger)
+        name = str(getattr(amp, "name", type(amp).__name__))
+        super().__init__(name, buffer_size_s, logger, view_s)
         self.amp = amp
         self.marker_buffer_size = check_positive_int("marker_buffer_size", marker_buffer_size)
         self.marker_buffer = RingBuffer((self.marker_buffer_size, 1), dtype=object)
@@ -784,10 +832,8 @@ class AmpWatcher(_Watcher):
                 f"{self.name}: configure the amp before watching it "
                 f"({len(channels)} channels at {fs:g} Hz)"
             )
-        rows = max(1, int(round(fs * self.buffer_size_s)))
         self.channel_names = channels
-        self.ring_buffer = RingBuffer((rows, len(channels)), dtype=np.float32)
-        self.ring_buffer.logger = self.logger
+        self.ring_buffer = self._new_ring(fs, len(channels), np.float32)
         self.marker_buffer = RingBuffer((self.marker_buffer_size, 1), dtype=object)
         self.samples = np.empty((0, len(channels)), dtype=np.float32)
         self.times = np.empty(0, dtype=np.float64)

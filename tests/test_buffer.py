@@ -61,6 +61,9 @@ def chunk(start, n, n_ch=3):
 
 
 def check_against_references(rb, naive, dp):
+    # the mirrored rows past the end of the ring always equal its first rows
+    assert_array_equal(rb._store[rb.size :], rb.buffer[: rb.view_rows])
+    assert_array_equal(rb._store_t[rb.size :], rb.buffer_t[: rb.view_rows])
     assert_array_equal(rb.unfold_buffer(), naive.unfold())
     assert_array_equal(rb.unfold_buffer_t(), naive.unfold_t())
     assert_array_equal(rb.buffer, dp.buffer)
@@ -72,11 +75,13 @@ def check_against_references(rb, naive, dp):
 
 
 @pytest.mark.parametrize("size", [1, 2, 7])
-def test_every_offset_and_chunk_size(size):
+@pytest.mark.parametrize("mirror", ["none", "some", "all"])
+def test_every_offset_and_chunk_size(size, mirror):
     """A chunk of 0, 1, size-1, size, size+1 and 2*size+3 rows at every start offset."""
+    view_rows = {"none": 0, "some": size // 2, "all": size}[mirror]
     for offset in range(size):
         for n in sorted({0, 1, max(size - 1, 0), size, size + 1, 2 * size + 3}):
-            rb = RingBuffer((size, 3))
+            rb = RingBuffer((size, 3), view_rows=view_rows)
             naive = NaiveRing(size, 3)
             dp = DareplaneRingBuffer((size, 3))
             k = 0
@@ -117,9 +122,10 @@ def test_partly_filled_buffer():
     n_ch=st.integers(1, 3),
     chunks=st.lists(st.integers(0, 30), max_size=25),
     reads=st.lists(st.integers(0, 12), min_size=1, max_size=4),
+    mirror=st.floats(0, 1),
 )
-def test_random_sequences_match_reference(size, n_ch, chunks, reads):
-    rb = RingBuffer((size, n_ch))
+def test_random_sequences_match_reference(size, n_ch, chunks, reads, mirror):
+    rb = RingBuffer((size, n_ch), view_rows=int(mirror * size))
     dp = DareplaneRingBuffer((size, n_ch))
     naive = NaiveRing(size, n_ch)
     k = 0
@@ -139,13 +145,18 @@ def test_random_sequences_match_reference(size, n_ch, chunks, reads):
             assert_array_equal(rb.get_last_t(r), naive.last_t(r))
     assert_array_equal(rb.buffer, dp.buffer)
     assert_array_equal(rb.buffer_t, dp.buffer_t)
+    assert_array_equal(rb._store[size:], rb.buffer[: rb.view_rows])
     assert rb.n_added == k
 
 
 @settings(max_examples=100, deadline=None)
-@given(size=st.integers(1, 10), chunks=st.lists(st.integers(0, 25), max_size=15))
-def test_view_exactly_when_not_wrapping(size, chunks):
-    rb = RingBuffer((size, 2))
+@given(
+    size=st.integers(1, 10),
+    chunks=st.lists(st.integers(0, 25), max_size=15),
+    mirror=st.floats(0, 1),
+)
+def test_view_exactly_when_not_wrapping_or_mirrored(size, chunks, mirror):
+    rb = RingBuffer((size, 2), view_rows=int(mirror * size))
     k = 0
     for n in chunks:
         data, t = chunk(k, n, 2)
@@ -153,8 +164,13 @@ def test_view_exactly_when_not_wrapping(size, chunks):
         rb.add_samples(data, t)
         for r in range(rb.n_filled + 1):
             last = rb.get_last(r)
-            wraps = r > rb.curr_i and rb.curr_i != 0
-            assert np.shares_memory(last, rb.buffer) == (not wraps and r > 0)
+            i = rb.curr_i
+            wraps = r > i and i != 0
+            view = r > 0 and (not wraps or i <= rb.view_rows)
+            assert np.shares_memory(last, rb._store) == view
+            assert np.shares_memory(rb.get_last_t(r), rb._store_t) == view
+            if r <= rb.view_rows:
+                assert view or r == 0
             assert not np.shares_memory(rb.get_last(r, copy=True), rb.buffer)
             assert not np.shares_memory(rb.get_last_t(r, copy=True), rb.buffer_t)
 
@@ -249,6 +265,9 @@ def test_bad_input_raises():
         RingBuffer((0, 3))
     with pytest.raises(ConfigurationError):
         RingBuffer(())
+    for bad in (-1, 5, 1.5, True):
+        with pytest.raises(ConfigurationError, match="view_rows"):
+            RingBuffer((4, 1), view_rows=bad)
     rb = RingBuffer((4, 1))
     with pytest.raises(ConfigurationError, match="2 samples but 3 timestamps"):
         rb.add_samples([[1], [2]], [1.0, 2.0, 3.0])

@@ -20,12 +20,18 @@ def update_until(aw, n, max_updates=100_000):
 
 def test_random_amp_fills_and_wraps():
     amp = ampkit.get_amp("random", fs=1000, channels=4)
-    aw = AmpWatcher(amp, buffer_size_s=0.25)
+    aw = AmpWatcher(amp, buffer_size_s=0.25, view_s=0.1)
     assert aw.buffer.shape == (250, 4) and aw.buffer.dtype == np.float32
+    assert aw.ring_buffer.view_rows == 100
     assert aw.channel_names == ["Ch_0", "Ch_1", "Ch_2", "Ch_3"]
     with amp:
         amp.start()
-        update_until(aw, 600)
+        while aw.n_new < 600:
+            aw.update()
+            # the newest 0.1 s is a view into the buffer wherever the ring is
+            last = aw.get_last(100)
+            assert np.shares_memory(last, aw.ring_buffer._store)
+            assert_array_equal(last, aw.unfold_buffer()[250 - len(last) :])
         amp.stop()
     rb = aw.ring_buffer
     assert rb.n_added == aw.n_new == amp.n_samples
@@ -124,6 +130,8 @@ def test_errors_and_life_cycle():
         AmpWatcher(ampkit.get_amp("replay"))  # nothing to replay yet
     with pytest.raises(ConfigurationError):
         AmpWatcher(ampkit.get_amp("random"), buffer_size_s=0)
+    with pytest.raises(ConfigurationError, match="view_s"):
+        AmpWatcher(ampkit.get_amp("random"), view_s=-1)
     amp = ampkit.get_amp("random", fs=100, channels=1)
     with AmpWatcher(amp) as aw:
         with pytest.raises(StateError):  # the amp is not running

@@ -167,15 +167,21 @@ def test_more_samples_than_one_pull_are_drained():
     sw.disconnect()
 
 
-def test_get_last_s_uses_the_buffer_rate():
+def test_get_last_s_uses_the_buffer_rate_and_view_s():
     name = unique()
     outlet = make_outlet(name, n_ch=1, srate=100.0)
-    sw = connected(name, buffer_size_s=2)
-    outlet.push_chunk(np.arange(150, dtype=np.float32)[:, None], list(np.arange(150) * 0.01))
-    pull_until(sw, 150)
+    sw = connected(name, buffer_size_s=1, view_s=0.5)
+    assert sw.ring_buffer.view_rows == 50
+    values = np.arange(130, dtype=np.float32)[:, None]
+    outlet.push_chunk(values[:60], list(np.arange(60) * 0.01))
+    pull_until(sw, 60)
+    outlet.push_chunk(values[60:], list(np.arange(60, 130) * 0.01))
+    pull_until(sw, 130)
+    assert sw.curr_i == 30  # 130 rows in a 100-row ring
     data, times = sw.get_last_s(0.5)
-    assert data.ravel().tolist() == list(range(100, 150))
-    assert_array_equal(times, np.arange(100, 150) * 0.01)
+    assert data.ravel().tolist() == list(range(80, 130))
+    assert_array_equal(times, np.arange(80, 130) * 0.01)
+    assert np.shares_memory(data, sw.ring_buffer._store)  # a view although it wraps
     sw.disconnect()
 
 
