@@ -218,6 +218,9 @@ class AmpDecorator(Amplifier):
         **options
             Options of the decorator's services:
 
+            overwrite : bool
+                Replace an existing recording instead of raising
+                :class:`~ampkit.errors.RecordingError` (default False).
             gap_threshold : float
                 Seconds a block may arrive later than its samples predict
                 before samples are counted as lost (drivers without
@@ -231,13 +234,25 @@ class AmpDecorator(Amplifier):
                 LSL content type of the data stream. Default ``'EEG'``.
             lsl_source_id : str
                 LSL source id. Default ``'ampkit:<hostname>:<name>'``.
+            marker_host : str
+                Interface the TCP and UDP marker servers listen on
+                (:mod:`ampkit.markers`). Default ``'127.0.0.1'``: this
+                computer only; ``'0.0.0.0'`` accepts markers from others.
+            marker_port : int or None
+                Port of both marker servers. Default 12344 (libmushu's; the
+                environment variable ``AMPKIT_MARKER_PORT`` changes it);
+                0 picks free ports (see :attr:`marker_addresses`); None
+                turns the servers off.
+            marker_limits : dict
+                ``max_line`` (bytes, default 1024) and ``max_clients``
+                (default 256) of the marker servers.
 
         Raises
         ------
         ampkit.errors.StateError
             Already running.
         ampkit.errors.ConfigurationError
-            An unknown option, or a bad value.
+            An unknown option, or a bad value; the marker port is in use.
         """
         if self.running:
             raise StateError("start() while running: call stop() first")
@@ -254,6 +269,7 @@ class AmpDecorator(Amplifier):
                 self._clock = SampleClock(self._fs, gap_threshold)
             except ValueError as exc:
                 raise ConfigurationError(f"{self.name}: {exc}") from None
+            self._inbox.clear()  # before the marker servers can deliver
             services = self._open_services(filename, options)
             if options:
                 for service in services:
@@ -265,17 +281,27 @@ class AmpDecorator(Amplifier):
         self.n_samples = self.n_markers = 0
         self.gaps = []
         self._pending = []
-        self._inbox.clear()
         self._services = services
         self.running = True
 
     def _open_services(self, filename: str | None, options: dict[str, Any]) -> list[Service]:
         """Create the services asked for; each pops the options it owns."""
         services: list[Service] = []
+        overwrite = bool(options.pop("overwrite", False))
         if filename is not None:
-            raise ConfigurationError(
-                "recording to a file is not available in this version of ampkit"
-            )
+            from ampkit.io.recorder import Recorder
+
+            services.append(Recorder(self, filename, overwrite=overwrite))
+        try:
+            from ampkit.markers import MarkerServers
+
+            servers = MarkerServers.from_options(self.add_marker, options, self.name)
+        except BaseException:
+            for service in services:
+                service.close()
+            raise
+        if servers is not None:
+            services.append(servers)
         try:
             from ampkit.lsl import publisher_from_options  # loads pylsl only when asked
 
@@ -345,6 +371,20 @@ class AmpDecorator(Amplifier):
         return info
 
     # -- markers ---------------------------------------------------------
+
+    @property
+    def marker_addresses(self) -> dict[str, tuple[str, int]]:
+        """Where the network marker servers listen.
+
+        ``{'tcp': (host, port), 'udp': (host, port)}`` while running with
+        marker servers, ``{}`` otherwise.
+        """
+        from ampkit.markers import MarkerServers
+
+        for service in self._services:
+            if isinstance(service, MarkerServers):
+                return dict(service.addresses)
+        return {}
 
     def add_marker(self, text: str, timestamp: float | None = None) -> None:
         """Add a marker from any thread; it appears at its sample.

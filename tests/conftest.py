@@ -10,3 +10,6 @@ from pathlib import Path
 
 LSL_CONFIG = Path(__file__).with_name("lsl-loopback.cfg")
 os.environ["LSLAPICFG"] = str(LSL_CONFIG)
+# amp.start() opens marker servers on port 12344 by default; test runs (and
+# benchmarks) sharing a machine would collide there, so tests use free ports.
+os.environ.setdefault("AMPKIT_MARKER_PORT", "0")
