@@ -1,0 +1,273 @@
+"""The recording service: blocks in on the acquisition thread, files out on a writer thread.
+
+:class:`Recorder` is what :meth:`ampkit.AmpDecorator.start` opens for
+``start(filename=...)``. ``on_block`` only copies the block into a bounded
+queue, so a slow disk never slows acquisition until the queue is full; then
+it logs a warning with the backlog and waits for the disk (nothing is ever
+dropped). A :class:`~ampkit.worker.Worker` thread takes everything queued
+every ``interval`` seconds (sooner when the queue fills), places each marker
+at its sample, hands the batch to the format writer and flushes it, so the
+files on disk are at most about ``interval`` behind acquisition.
+
+A failed write (full disk, file system gone) ends the writer thread; the
+error, a :class:`~ampkit.errors.RecordingError` naming the file, is raised by
+the next ``on_block`` (and by every later one: the recording is over) or by
+``close``. What was written before stays readable.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections import deque
+from typing import Any
+
+import numpy as np
+
+from ampkit.clock import local_clock
+from ampkit.decorator import Block
+from ampkit.errors import RecordingError
+from ampkit.io.writer import FormatWriter, Header, Mark
+from ampkit.worker import Worker
+
+__all__ = ["Recorder", "MAX_BACKLOG_BYTES"]
+
+logger = logging.getLogger("ampkit")
+
+#: Default bound of the queue between acquisition and the writer thread.
+MAX_BACKLOG_BYTES = 256 * 2**20
+
+
+class Recorder:
+    """Record every block of a decorated amp to a file.
+
+    Parameters
+    ----------
+    source : ampkit.AmpDecorator or ampkit.io.writer.Header
+        The amp being recorded (its channels, rate, units and name are read
+        now), or a ready header.
+    filename : str or path
+        Where to record; the format follows the suffix (see
+        :func:`ampkit.io.open_writer`).
+    overwrite : bool
+        Replace existing files instead of raising.
+    interval : float
+        Seconds between the writer thread's batches (and flushes).
+    max_backlog_bytes : int
+        Bound of the queue; when full, ``on_block`` warns and waits.
+    writer : ampkit.io.writer.FormatWriter, optional
+        Use this open writer instead of opening ``filename``.
+
+    Raises
+    ------
+    ampkit.errors.RecordingError
+        A file exists (and ``overwrite`` is false) or cannot be created.
+    ampkit.errors.ConfigurationError
+        An unknown suffix, or an amp whose channels cannot be recorded.
+
+    Examples
+    --------
+    >>> import ampkit
+    >>> amp = ampkit.get_amp('random', fs=100, channels=4)
+    >>> amp.start(filename='/tmp/ampkit-doc-rec', overwrite=True)  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        source: Any,
+        filename: os.PathLike | str | None = None,
+        overwrite: bool = False,
+        interval: float = 0.1,
+        max_backlog_bytes: int = MAX_BACKLOG_BYTES,
+        writer: FormatWriter | None = None,
+    ) -> None:
+        if writer is None:
+            from ampkit.io import open_writer
+
+            header = source if isinstance(source, Header) else Header.from_amp(source)
+            writer = open_writer(filename, header, overwrite=overwrite)
+        self.writer = writer
+        self.path = writer.path
+        self.interval = float(interval)
+        self.max_backlog_bytes = int(max_backlog_bytes)
+        self._cond = threading.Condition()
+        self._queue: deque[Block] = deque()
+        self._queued_bytes = 0
+        self._queued_samples = 0
+        self._failed: BaseException | None = None
+        self._reported = False
+        self._closed = False
+        self._warned_at = -1e9
+        self._t0: float | None = None
+        self._history: deque[tuple[int, np.ndarray]] = deque()
+        self._history_samples = 0
+        self._keep = max(1024, int(30 * writer.header.fs))
+        self._worker = Worker(self._run, f"recorder {self.path}")
+        self._worker.start()
+
+    # -- acquisition side ------------------------------------------------------
+
+    def on_block(self, block: Block) -> None:
+        """Queue a copy of ``block`` for the writer thread.
+
+        Raises
+        ------
+        ampkit.errors.RecordingError
+            The writer thread failed (now or earlier).
+        """
+        self._check()
+        if self._closed:
+            raise RecordingError(f"recording to {self.path} is closed")
+        if not len(block) and not block.markers:
+            return
+        copy = Block(
+            np.array(block.data, dtype=np.float32),
+            np.array(block.timestamps, dtype=np.float64),
+            list(block.markers),
+            block.index,
+        )
+        size = copy.data.nbytes + copy.timestamps.nbytes
+        with self._cond:
+            if self._queue and self._queued_bytes + size > self.max_backlog_bytes:
+                self._warn_backlog()
+                while self._queue and self._queued_bytes + size > self.max_backlog_bytes:
+                    if not self._worker.is_alive:
+                        break
+                    self._cond.wait(0.25)
+            self._queue.append(copy)
+            self._queued_bytes += size
+            self._queued_samples += len(copy)
+            if self._queued_bytes > self.max_backlog_bytes // 4:
+                self._cond.notify_all()
+        self._check()
+
+    def _warn_backlog(self) -> None:
+        now = local_clock()
+        if now - self._warned_at < 5.0:
+            return
+        self._warned_at = now
+        fs = self.writer.header.fs
+        logger.warning(
+            "recording to %s: the disk is not keeping up; %d samples (%.1f s, %.1f MB) "
+            "wait to be written; acquisition waits for the disk",
+            self.path, self._queued_samples, self._queued_samples / fs,
+            self._queued_bytes / 1e6,
+        )
+
+    def _check(self) -> None:
+        try:
+            self._worker.check()
+        except BaseException as exc:  # noqa: BLE001 - kept and re-raised below
+            self._failed = exc
+        if self._failed is not None:
+            if not self._reported:
+                self._reported = True
+                raise self._failed
+            raise RecordingError(f"recording to {self.path} stopped: {self._failed}")
+
+    def status(self) -> dict[str, Any]:
+        """Figures for progress displays: ``bytes`` written and ``backlog`` (samples)."""
+        return {"bytes": self.writer.bytes_written, "backlog": self._queued_samples}
+
+    def close(self) -> None:
+        """Write what is queued, finish the files and stop the writer thread.
+
+        Raises
+        ------
+        ampkit.errors.RecordingError
+            Writing failed and that was not reported by ``on_block`` yet.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        self._worker.stop_event.set()
+        with self._cond:
+            self._cond.notify_all()
+        try:
+            self._worker.stop(timeout=max(30.0, self._queued_bytes / 5e6))
+        except RuntimeError as exc:
+            raise RecordingError(f"recording to {self.path}: {exc}") from None
+        try:
+            self._worker.check()
+        except BaseException as exc:  # noqa: BLE001 - re-raised below
+            self._failed = exc
+        if self._failed is not None:
+            if not self._reported:
+                self._reported = True
+                raise self._failed
+            return
+        self.writer.close()
+
+    def __enter__(self) -> Recorder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<Recorder {self.path} ({self.writer.format})>"
+
+    # -- writer thread ---------------------------------------------------------
+
+    def _run(self, stop: threading.Event) -> None:
+        try:
+            while True:
+                with self._cond:
+                    if not stop.is_set():
+                        self._cond.wait(self.interval)
+                    blocks = list(self._queue)
+                    self._queue.clear()
+                    self._queued_bytes = 0
+                    self._queued_samples = 0
+                    self._cond.notify_all()
+                if blocks:
+                    self._write(blocks)
+                    self.writer.flush()
+                elif stop.is_set():
+                    return
+        except BaseException as exc:
+            self.writer.abort()
+            with self._cond:
+                self._cond.notify_all()
+            if isinstance(exc, RecordingError):
+                raise
+            raise RecordingError(f"recording to {self.path} failed: {exc!r}") from exc
+
+    def _write(self, blocks: list[Block]) -> None:
+        marks: list[Mark] = []
+        for block in blocks:
+            if len(block):
+                if self._t0 is None:
+                    self._t0 = float(block.timestamps[0])
+                self._remember(block)
+            for t, text in block.markers:
+                marks.append(Mark(self._sample_of(t, block), t - (self._t0 or t), t, text))
+        data = [b.data for b in blocks if len(b)]
+        if data:
+            values = np.concatenate(data) if len(data) > 1 else data[0]
+            stamps = np.concatenate([b.timestamps for b in blocks if len(b)])
+        else:
+            width = len(self.writer.header.channels)
+            values, stamps = np.zeros((0, width), np.float32), np.zeros(0)
+        self.writer.write(values, stamps, marks)
+
+    def _remember(self, block: Block) -> None:
+        self._history.append((block.index, block.timestamps))
+        self._history_samples += len(block)
+        while len(self._history) > 1 and self._history_samples - len(
+            self._history[0][1]
+        ) >= self._keep:
+            self._history_samples -= len(self._history.popleft()[1])
+
+    def _sample_of(self, t: float, block: Block) -> int:
+        """First sample at or after ``t`` (earlier blocks too, for late markers)."""
+        if not len(block):
+            return block.index
+        if t >= block.timestamps[0] or len(self._history) < 2:
+            row = int(np.searchsorted(block.timestamps, t, side="left"))
+            return block.index + min(row, len(block) - 1)
+        for index, stamps in reversed(self._history):
+            if t >= stamps[0]:
+                return index + int(np.searchsorted(stamps, t, side="left"))
+        return self._history[0][0]

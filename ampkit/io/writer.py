@@ -1,0 +1,217 @@
+"""What every recording format shares: the header, markers, file creation.
+
+A format module (:mod:`ampkit.io.brainvision`, :mod:`ampkit.io.bdf`,
+:mod:`ampkit.io.xdf`) subclasses :class:`FormatWriter`. A format writer is
+synchronous and single-threaded: :class:`ampkit.io.recorder.Recorder` calls it
+from its writer thread. It writes its header in ``__init__`` (before the first
+sample), appends in :meth:`FormatWriter.write`, makes everything written so far
+readable in :meth:`FormatWriter.flush`, and finishes in
+:meth:`FormatWriter.close`. Every ``OSError`` becomes a
+:class:`~ampkit.errors.RecordingError` that names the file.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import errno
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from ampkit.errors import ConfigurationError, RecordingError
+
+__all__ = [
+    "Header",
+    "Mark",
+    "FormatWriter",
+    "create_file",
+    "write_all",
+    "recording_error",
+]
+
+
+class Mark(NamedTuple):
+    """A marker placed in a recording.
+
+    Attributes
+    ----------
+    sample : int
+        Index of the first sample whose timestamp is at or after the marker.
+    time : float
+        Seconds since the first sample of the recording (may be negative).
+    stamp : float
+        The marker's absolute time on :func:`ampkit.clock.local_clock`.
+    text : str
+        The marker's text.
+    """
+
+    sample: int
+    time: float
+    stamp: float
+    text: str
+
+
+@dataclass
+class Header:
+    """What a writer needs to know before the first sample.
+
+    Attributes
+    ----------
+    channels : list of str
+        Channel names, in column order.
+    fs : float
+        Sampling frequency in Hz.
+    units : list of str
+        Unit of each channel (``'µV'`` by default).
+    amp : str
+        Name of the amplifier, stored where the format has a place for it.
+    start : datetime.datetime
+        Wall-clock time of the recording's start (local time zone).
+    """
+
+    channels: list[str]
+    fs: float
+    units: list[str] = field(default_factory=list)
+    amp: str = ""
+    start: dt.datetime = field(default_factory=lambda: dt.datetime.now().astimezone())
+
+    def __post_init__(self) -> None:
+        self.channels = [str(c) for c in self.channels]
+        if not self.channels:
+            raise ConfigurationError("cannot record an amp with no channels")
+        if not self.units:
+            self.units = ["µV"] * len(self.channels)
+        self.units = [str(u) for u in self.units]
+        if len(self.units) != len(self.channels):
+            raise ConfigurationError(
+                f"{len(self.units)} units for {len(self.channels)} channels"
+            )
+        if not self.fs > 0:
+            raise ConfigurationError(f"cannot record at a sampling frequency of {self.fs!r}")
+        self.fs = float(self.fs)
+
+    @classmethod
+    def from_amp(cls, amp: Any) -> Header:
+        """Build the header of a (decorated) amplifier from its getters."""
+        channels = list(amp.get_channels())
+        get_units = getattr(amp, "get_units", None)
+        units = list(get_units()) if get_units is not None else []
+        name = getattr(amp, "name", None) or str(amp)
+        return cls(channels, float(amp.get_sampling_frequency()), units, str(name))
+
+
+def recording_error(path: os.PathLike | str, exc: OSError, doing: str = "write") -> RecordingError:
+    """A :class:`RecordingError` for ``exc`` that names ``path``."""
+    reason = exc.strerror or str(exc)
+    err = RecordingError(f"cannot {doing} {os.fspath(path)}: {reason}")
+    err.errno = exc.errno
+    err.strerror = reason
+    err.filename = os.fspath(path)
+    return err
+
+
+def create_file(path: Path, overwrite: bool) -> int:
+    """Create ``path`` for writing and return its descriptor.
+
+    Raises
+    ------
+    ampkit.errors.RecordingError
+        The file exists and ``overwrite`` is false, or it cannot be created.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if overwrite else os.O_EXCL)
+    flags |= getattr(os, "O_BINARY", 0)
+    try:
+        return os.open(path, flags, 0o666)
+    except FileExistsError:
+        raise RecordingError(
+            f"{path} exists; not overwriting it (pass overwrite=True, or --overwrite)"
+        ) from None
+    except OSError as exc:
+        raise recording_error(path, exc, "create") from exc
+
+
+def check_new(paths: list[Path], overwrite: bool) -> None:
+    """Raise before creating anything if any of ``paths`` exists."""
+    if overwrite:
+        return
+    for path in paths:
+        if os.path.lexists(path):
+            raise RecordingError(
+                f"{path} exists; not overwriting it (pass overwrite=True, or --overwrite)"
+            )
+
+
+def write_all(fd: int, data: bytes | memoryview, path: Path) -> int:
+    """Write all of ``data`` to ``fd`` (unbuffered); return the byte count."""
+    view = memoryview(data).cast("B")
+    done = 0
+    try:
+        while done < len(view):
+            n = os.write(fd, view[done:])
+            if n == 0:  # pragma: no cover - regular files do not do this
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            done += n
+    except OSError as exc:
+        raise recording_error(path, exc) from exc
+    return done
+
+
+class FormatWriter:
+    """Base class of the per-format writers.
+
+    Parameters
+    ----------
+    path : str or path
+        Where to record (see :func:`ampkit.io.open_writer`).
+    header : Header
+        Channels, rate, units and names.
+    overwrite : bool
+        Replace existing files instead of raising.
+
+    Attributes
+    ----------
+    paths : list of pathlib.Path
+        The files this writer creates.
+    bytes_written : int
+        Bytes handed to the operating system so far.
+    """
+
+    #: Name of the format, e.g. ``'brainvision'``.
+    format = ""
+
+    def __init__(self, path: os.PathLike | str, header: Header, overwrite: bool = False) -> None:
+        self.path = Path(path)
+        self.header = header
+        self.overwrite = overwrite
+        self.paths: list[Path] = []
+        self.bytes_written = 0
+        self.n_samples = 0
+        self.n_markers = 0
+
+    def write(self, data: np.ndarray, timestamps: np.ndarray, marks: list[Mark]) -> None:
+        """Append samples (float32, (n, channels)) and markers.
+
+        ``marks`` are the markers that arrived with these samples; their
+        ``sample`` may point back into samples written earlier.
+        """
+        raise NotImplementedError
+
+    def flush(self) -> None:
+        """Make everything written so far readable by other programs."""
+
+    def close(self) -> None:
+        """Finish the files (footers, final header fields) and close them."""
+        raise NotImplementedError
+
+    def abort(self) -> None:
+        """After a failed write: leave what was written readable, close, never raise."""
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - the first error is the one reported
+            pass
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.path}>"

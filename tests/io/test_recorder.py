@@ -1,0 +1,167 @@
+"""The recording service: full disks, unwritable paths, a slow disk, the decorator seam."""
+
+import logging
+import os
+import subprocess
+import time
+
+import mne
+import numpy as np
+import pytest
+from iohelpers import expected, make_blocks
+
+import ampkit
+import ampkit.io
+from ampkit.errors import RecordingError
+from ampkit.io.brainvision import BrainVisionWriter
+from ampkit.io.recorder import Recorder
+from ampkit.io.writer import Header
+
+mne.set_log_level("ERROR")
+
+
+@pytest.fixture(autouse=True)
+def _free_marker_port(monkeypatch):
+    monkeypatch.setenv("AMPKIT_MARKER_PORT", "0")
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path):
+    """A 96 KiB tmpfs (needs root and mount); skipped where that is not possible."""
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=96k", "tmpfs", str(mnt)],
+                          capture_output=True)
+    if done.returncode:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    yield mnt
+    subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def _acquire_until_error(amp, limit=20.0):
+    blocks, error = [], None
+    t_end = time.monotonic() + limit
+    while time.monotonic() < t_end:
+        try:
+            blocks.append(amp.get_block())
+        except RecordingError as exc:
+            error = exc
+            break
+    return blocks, error
+
+
+@pytest.mark.parametrize("name", ["full", "full.bdf", "full.xdf"])
+def test_full_disk_mid_recording(small_tmpfs, name):
+    amp = ampkit.get_amp("sine", f=7, fs=4000, channels=8, amplitude=50)
+    path = small_tmpfs / name
+    amp.start(filename=path)
+    blocks, error = _acquire_until_error(amp)
+    assert error is not None, "the 96 KiB disk never filled"
+    assert str(path.name) in str(error) and "No space left" in str(error)
+    assert isinstance(error, OSError) and error.filename.startswith(str(small_tmpfs))
+    with pytest.raises(RecordingError, match="stopped"):  # the recording stays over
+        amp.get_block()
+    assert amp.running
+    amp.stop()  # does not raise again: the error was reported
+    assert not amp.running and not amp.amp.running
+    data = np.concatenate([b.data for b in blocks])
+    rec = ampkit.io.read(path)
+    assert 0 < rec.n_samples <= len(data) + 400  # BDF pads its last record
+    n = min(rec.n_samples, len(data))
+    np.testing.assert_allclose(rec.data[:n], data[:n], atol=0.02)  # BDF: 24-bit steps
+    if name == "full":
+        raw = mne.io.read_raw_brainvision(small_tmpfs / "full.vhdr", preload=True)
+        assert raw.n_times == rec.n_samples
+    elif name == "full.bdf":
+        assert mne.io.read_raw_bdf(path, preload=True).n_times == rec.n_samples
+    # the amp records again to a disk with room
+    amp.start(filename=small_tmpfs.parent / f"again-{name}")
+    amp.get_block()
+    amp.stop()
+
+
+def test_full_disk_on_dev_full(tmp_path):
+    base = tmp_path / "rec"
+    os.symlink("/dev/full", tmp_path / "rec.eeg")
+    amp = ampkit.get_amp("random", fs=1000, channels=4)
+    amp.start(filename=base, overwrite=True)  # headers fit; the data file is /dev/full
+    blocks, error = _acquire_until_error(amp)
+    assert error is not None
+    assert "rec.eeg" in str(error) and "No space left" in str(error)
+    amp.stop()
+    assert not amp.amp.running
+    assert (tmp_path / "rec.vhdr").read_text().startswith("Brain Vision")
+
+
+@pytest.mark.parametrize("name", ["rec", "rec.bdf", "rec.xdf"])
+def test_unwritable_path(tmp_path, name):
+    (tmp_path / "afile").write_text("x")
+    amp = ampkit.get_amp("random", fs=100, channels=2)
+    for where in (tmp_path / "no" / "such" / "dir", tmp_path / "afile"):
+        with pytest.raises(RecordingError) as info:
+            amp.start(filename=where / name)
+        assert str(where) in str(info.value)
+        assert not amp.running and not amp.amp.running
+    amp.start()  # still usable
+    amp.stop()
+
+
+def test_read_only_file_system(small_tmpfs):
+    subprocess.run(["mount", "-o", "remount,ro", str(small_tmpfs)], check=True)
+    amp = ampkit.get_amp("random", fs=100, channels=2)
+    with pytest.raises(RecordingError, match="Read-only file system"):
+        amp.start(filename=small_tmpfs / "ro")
+    assert not amp.running
+
+
+class SlowDisk(BrainVisionWriter):
+    """A disk that takes 50 ms per write (the format writer is the real one)."""
+
+    def write(self, data, timestamps, marks):
+        time.sleep(0.05)
+        super().write(data, timestamps, marks)
+
+
+def test_slow_disk_warns_with_backlog_and_drops_nothing(tmp_path, caplog):
+    blocks = make_blocks(n_blocks=60, channels=3)
+    data, _, marks = expected(blocks)
+    writer = SlowDisk(tmp_path / "slow", Header(["C0", "C1", "C2"], 250.0))
+    rec = Recorder(None, writer=writer, interval=0.01, max_backlog_bytes=2000)
+    backlog = []
+    with caplog.at_level(logging.WARNING, logger="ampkit"):
+        for b in blocks:
+            rec.on_block(b)
+            backlog.append(rec.status()["backlog"])
+        rec.close()
+    assert "not keeping up" in caplog.text and "samples" in caplog.text
+    assert "slow" in caplog.text
+    assert max(backlog) > 0
+    got = ampkit.io.read(tmp_path / "slow")
+    np.testing.assert_array_equal(got.data, data)
+    assert [(s, t) for s, _, t in got.markers] == [(s, t) for s, _, t in marks]
+
+
+def test_late_marker_lands_on_its_sample(tmp_path):
+    """A marker stamped before the block it arrives with goes to its earlier sample."""
+    from ampkit.decorator import Block
+
+    fs = 100.0
+    ts = 10.0 + np.arange(300) / fs
+    rec = Recorder(Header(["a"], fs), tmp_path / "late.xdf")
+    rec.on_block(Block(np.zeros((100, 1), np.float32), ts[:100], [], 0))
+    rec.on_block(Block(np.zeros((100, 1), np.float32), ts[100:200], [], 100))
+    rec.on_block(Block(np.zeros((100, 1), np.float32), ts[200:], [(ts[42] - 0.001, "late")], 200))
+    rec.close()
+    assert ampkit.io.read(tmp_path / "late.xdf").markers[0][0] == 42
+    assert ampkit.io.read(tmp_path / "late.xdf").markers[0][2] == "late"
+
+
+def test_start_options(tmp_path):
+    amp = ampkit.get_amp("random", fs=100, channels=2)
+    with pytest.raises(ampkit.errors.ConfigurationError, match="unknown"):
+        amp.start(filename=tmp_path / "x", colour="red")
+    assert not amp.running
+    amp.start(overwrite=True)  # harmless without a file name
+    amp.stop()
