@@ -1,13 +1,16 @@
 """The ``replay`` driver (libmushu's ``replayamp``): play back recorded data.
 
-Configured with an array and its markers, it hands the data out in blocks of
-a fixed size, in real time (a block whenever its duration has passed) or as
-fast as it is asked (one block per ``get_data()``). Markers come out in the
-block they fall in, with times relative to that block, as libmushu's did.
+Configured with an array and its markers, or with a recording file
+(``configure(filename='session1')``, any format :func:`ampkit.io.read`
+reads), it hands the data out in blocks of a fixed size, in real time (a
+block whenever its duration has passed) or as fast as it is asked (one block
+per ``get_data()``). Markers come out in the block they fall in, with times
+relative to that block, as libmushu's did.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -48,6 +51,7 @@ class ReplayAmp(Amplifier):
         realtime: bool = True,
         blocksize_ms: float | None = None,
         blocksize_samples: int | None = None,
+        filename: str | os.PathLike | None = None,
     ) -> None:
         """Set what to replay and how.
 
@@ -65,7 +69,12 @@ class ReplayAmp(Amplifier):
             Pace blocks at ``fs`` (True) or return one block per call (False).
         blocksize_ms, blocksize_samples : float or int
             The block size; exactly one of the two must be given, and
-            ``blocksize_ms`` must be a whole number of samples.
+            ``blocksize_ms`` must be a whole number of samples. With
+            ``filename``, both may be left out: blocks of 10 ms.
+        filename : str or path, optional
+            Replay this recording (read with :func:`ampkit.io.read`): its
+            data, channels, rate, units and markers, each marker at its
+            sample. Replaces ``data``, ``marker``, ``channels`` and ``fs``.
 
         Raises
         ------
@@ -74,6 +83,23 @@ class ReplayAmp(Amplifier):
         """
         if self.running:
             raise StateError("configure() while running")
+        units = None
+        if filename is not None:
+            if data is not None or channels is not None or fs is not None or marker:
+                raise ConfigurationError("give filename or data/marker/channels/fs, not both")
+            from ampkit.errors import RecordingError
+            from ampkit.io import read
+
+            try:
+                rec = read(filename)
+            except RecordingError as exc:
+                raise ConfigurationError(f"replay: {exc}") from exc
+            data, channels, fs, units = rec.data, rec.channels, rec.fs, rec.units
+            # A hair before the sample's time, so the decorator's "first sample
+            # at or after" lands on that very sample despite rounding.
+            marker = [(s * 1000.0 / fs - 1e-6, text) for s, _, text in rec.markers]
+            if blocksize_ms is None and blocksize_samples is None:
+                blocksize_samples = max(1, round(fs / 100.0))
         if data is None or channels is None or fs is None:
             raise ConfigurationError("replay needs data, channels and fs")
         if [blocksize_ms, blocksize_samples].count(None) != 1:
@@ -100,13 +126,14 @@ class ReplayAmp(Amplifier):
         else:
             blocksize = check_positive_int("blocksize_samples", blocksize_samples)
         try:
-            markers = sorted((float(ms), str(text)) for ms, text in marker)
+            markers = sorted(((float(ms), str(text)) for ms, text in marker), key=lambda m: m[0])
         except (TypeError, ValueError) as exc:
             raise ConfigurationError(f"markers must be (ms, text) pairs: {exc}") from None
         self.data = np.ascontiguousarray(arr)
         self.markers = markers
         self._marker_ms = np.array([ms for ms, _ in markers], dtype=np.float64)
         self.channels = channels
+        self.units = list(units) if units is not None else None
         self.fs = fs
         self.realtime = bool(realtime)
         self.blocksize = blocksize
@@ -174,6 +201,11 @@ class ReplayAmp(Amplifier):
     def get_sampling_frequency(self) -> float:
         """The configured rate in Hz."""
         return self.fs if self.data is not None else 0.0
+
+    def get_units(self) -> list[str]:
+        """The recording's units (``'µV'`` when replaying an array)."""
+        units = getattr(self, "units", None)
+        return list(units) if units is not None else super().get_units()
 
     @staticmethod
     def is_available() -> bool:
