@@ -120,6 +120,9 @@ VREF = 4.5
 ACCEL_G_PER_COUNT = 0.002 / 16
 
 _START = bytes([START_BYTE])
+#: After garbage, a candidate packet whose sample number is at most this
+#: many packets past the last one is taken without waiting for the next.
+_RESYNC_WINDOW = 8
 
 
 # -- scaling ------------------------------------------------------------
@@ -273,7 +276,8 @@ class PacketParser:
     A packet is accepted when it starts with ``0xA0`` and ends with a valid
     footer. While in step (each packet right after the previous one) that is
     enough; after garbage, a candidate must also be confirmed -- its sample
-    number follows the last packet's, or another ``0xA0`` follows it -- so a
+    number is less than 8 past the last packet's, or another ``0xA0``
+    follows it -- so a
     stray ``0xA0`` in garbage is rarely taken for a packet. Skipped bytes are
     counted and logged once per run of garbage.
 
@@ -347,7 +351,9 @@ class PacketParser:
         skipped_run = 0
         while n - pos >= PACKET_SIZE:
             if buf[pos] == START_BYTE and buf[pos + 32] in FOOTERS:
-                ok = in_step or (last_sn is not None and buf[pos + 1] == (last_sn + 1) & 0xFF)
+                ok = in_step or (
+                    last_sn is not None and (buf[pos + 1] - last_sn - 1) & 0xFF < _RESYNC_WINDOW
+                )
                 if not ok:
                     nxt = pos + PACKET_SIZE
                     if nxt >= n:
