@@ -46,7 +46,13 @@ from ampkit.errors import (
     StateError,
 )
 
-__all__ = ["RingBuffer", "StreamWatcher", "AmpWatcher", "DEFAULT_IRREGULAR_SRATE"]
+__all__ = [
+    "RingBuffer",
+    "StreamWatcher",
+    "AmpWatcher",
+    "DEFAULT_IRREGULAR_SRATE",
+    "lsl_channel_names",
+]
 
 logger = logging.getLogger("ampkit")
 
