@@ -4,9 +4,12 @@
 
     ampkit list                                   drivers, one line each
     ampkit info DRIVER [-c key=value ...]         channels, rate, presets
+    ampkit info FILE                              summary of a recording
+    ampkit plot FILE [-o out.png]                 draw a recording
     ampkit record DRIVER [-c key=value ...] [-d SECONDS] [-o BASE]
     ampkit stream DRIVER [-c key=value ...] [--name NAME] [-d SECONDS]   publish to LSL
     ampkit sim DEVICE ...                         run a device simulator
+    ampkit marker TEXT [--udp] [--host H] [--port P]   send a marker to a running amp
 
 Each subcommand is a ``cmd_<name>(args)`` function registered in
 :func:`build_parser`; ``sim`` devices register in the ``sim`` group.
@@ -100,7 +103,12 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    """Print a driver's channels, rate and presets."""
+    """Print a driver's channels, rate and presets, or summarise a recording file."""
+    from ampkit.io import is_recording, read
+
+    if is_recording(args.driver):
+        print(read(args.driver).summary())
+        return 0
     amp = _open_amp(args)
     channels = amp.get_channels()
     print(f"driver:    {args.driver} ({type(amp.amp).__module__}.{type(amp.amp).__name__})")
@@ -197,7 +205,27 @@ def cmd_record(args: argparse.Namespace) -> int:
         options["filename"] = args.output
     if args.overwrite:
         options["overwrite"] = True
+    if args.marker_port is not None:
+        port = args.marker_port.strip().lower()
+        options["marker_port"] = None if port in ("off", "none") else _port_number(port)
+    if args.marker_host is not None:
+        options["marker_host"] = args.marker_host
     return _run(amp, args, options)
+
+
+def _port_number(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ConfigurationError(f"a port is a number, got {text!r}") from None
+
+
+def cmd_marker(args: argparse.Namespace) -> int:
+    """Send one marker to a running amp's marker server."""
+    from ampkit.markers import send_marker
+
+    send_marker(args.text, args.host, args.port, "udp" if args.udp else "tcp")
+    return 0
 
 
 def cmd_stream(args: argparse.Namespace) -> int:
@@ -207,6 +235,17 @@ def cmd_stream(args: argparse.Namespace) -> int:
     if args.source_id is not None:
         options["lsl_source_id"] = args.source_id
     return _run(amp, args, options)
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    """Draw a recording to an image file (needs matplotlib)."""
+    from ampkit.plot import save_plot
+
+    output = args.output or f"{args.file}.png"
+    channels = [c.strip() for c in args.channels.split(",")] if args.channels else None
+    save_plot(args.file, output, start=args.start, duration=args.duration, channels=channels)
+    print(output)
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -220,7 +259,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("list", help="list drivers and whether their device is available")
     p.set_defaults(func=cmd_list)
 
-    p = sub.add_parser("info", help="show a driver's channels, rate and presets")
+    p = sub.add_parser(
+        "info", help="show a driver's channels, rate and presets, or summarise a recording FILE"
+    )
     _add_config_args(p)
     p.set_defaults(func=cmd_info)
 
@@ -232,7 +273,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="record to BASE (five-file default format), BASE.bdf or BASE.xdf",
     )
     p.add_argument("--overwrite", action="store_true", help="replace an existing recording")
+    p.add_argument(
+        "--marker-port", metavar="PORT",
+        help="port of the TCP/UDP marker servers (default 12344; 0: any free port; off)",
+    )
+    p.add_argument(
+        "--marker-host", metavar="HOST",
+        help="interface the marker servers listen on (default 127.0.0.1; 0.0.0.0: all)",
+    )
     p.set_defaults(func=cmd_record)
+
+    p = sub.add_parser("marker", help="send a marker to a running amp (TCP, or UDP)")
+    p.add_argument("text", help="the marker, e.g. 'S 1'")
+    p.add_argument("--udp", action="store_true", help="send a UDP datagram instead of TCP")
+    p.add_argument("--host", default="127.0.0.1", help="the amp's computer (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=12344, help="its marker port (default 12344)")
+    p.set_defaults(func=cmd_marker)
 
     p = sub.add_parser("stream", help="publish a driver's data and markers as LSL streams")
     _add_config_args(p)
@@ -242,6 +298,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--source-id", help="LSL source id (default: ampkit:HOSTNAME:NAME)")
     p.add_argument("-d", "--duration", type=float, help="seconds to stream (default: until Ctrl-C)")
     p.set_defaults(func=cmd_stream)
+
+    p = sub.add_parser("plot", help="draw a recording's channels and markers to an image")
+    p.add_argument("file", help="a recording (BASE, BASE.vhdr, .bdf, .xdf)")
+    p.add_argument("-o", "--output", help="image file (.png, .pdf, .svg); default FILE.png")
+    p.add_argument("--start", type=float, default=0.0, help="first second to draw")
+    p.add_argument("-d", "--duration", type=float, help="seconds to draw (default: all)")
+    p.add_argument("--channels", help="comma-separated channels to draw (default: all)")
+    p.set_defaults(func=cmd_plot)
 
     p = sub.add_parser("sim", help="run a device simulator")
     sims = p.add_subparsers(dest="device", metavar="DEVICE")
