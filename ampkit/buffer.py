@@ -542,6 +542,13 @@ class StreamWatcher(_Watcher):
         Reads of up to this many seconds (:meth:`get_last`,
         :meth:`get_last_s`) are always views, never copies (see
         ``view_rows`` of :class:`RingBuffer`). Default 0.
+    recover : bool
+        Passed to ``pylsl.StreamInlet``. True (the default, as in
+        dareplane-utils): when the outlet goes away, liblsl waits silently
+        for a stream with the same ``source_id`` to come back, and
+        ``update()`` just finds nothing new. False: ``update()`` raises
+        :class:`ampkit.errors.ConnectionLostError` as soon as liblsl sees
+        the stream is gone.
 
     Attributes
     ----------
@@ -585,9 +592,11 @@ class StreamWatcher(_Watcher):
         *,
         expected_srate: float | None = None,
         view_s: float = 0.0,
+        recover: bool = True,
     ) -> None:
         super().__init__(name, buffer_size_s, logger, view_s)
         self.expected_srate = expected_srate
+        self.recover = bool(recover)
         self.chunk_buffer_size = 1024 * 32
         self.stream: Any = None
         self.streams: list[Any] = []
@@ -640,7 +649,7 @@ class StreamWatcher(_Watcher):
             )
         if self.inlet is not None:
             self.disconnect()
-        inlet = pylsl.StreamInlet(streams[0])
+        inlet = pylsl.StreamInlet(streams[0], recover=self.recover)
         try:
             info = inlet.info(timeout)
             inlet.open_stream(timeout)

@@ -14,7 +14,12 @@ import pytest
 from numpy.testing import assert_array_equal
 
 from ampkit.buffer import DEFAULT_IRREGULAR_SRATE, StreamWatcher
-from ampkit.errors import AmpNotAvailableError, ConfigurationError, StateError
+from ampkit.errors import (
+    AmpNotAvailableError,
+    ConfigurationError,
+    ConnectionLostError,
+    StateError,
+)
 
 TIMEOUT = 10.0  # generous: the machine is shared and loaded
 
@@ -260,3 +265,19 @@ def test_same_results_as_dareplane_streamwatcher():
     assert ours.curr_i == theirs.ring_buffer.curr_i != theirs.curr_i == 0  # theirs is stale
     theirs.disconnect()
     ours.disconnect()
+
+
+def test_lost_stream_raises_when_not_recovering():
+    name = unique()
+    outlet = make_outlet(name, n_ch=2)
+    sw = connected(name, recover=False)
+    outlet.push_chunk(np.ones((4, 2), np.float32), [1.0, 2.0, 3.0, 4.0])
+    pull_until(sw, 4)
+    del outlet
+    deadline = time.monotonic() + TIMEOUT
+    with pytest.raises(ConnectionLostError, match=name):
+        while time.monotonic() < deadline:
+            sw.update()
+            time.sleep(0.01)
+    assert sw.n_new == 4 and sw.get_last(4).tolist() == [[1, 1]] * 4
+    sw.disconnect()
