@@ -37,6 +37,7 @@ __all__ = [
     "Mark",
     "FormatWriter",
     "format_of",
+    "is_recording",
     "open_writer",
     "read",
 ]
@@ -120,6 +121,14 @@ def format_of(path: os.PathLike | str) -> str:
     if suffix == ".edf":
         return "edf"
     return "brainvision"
+
+
+def is_recording(path: os.PathLike | str) -> bool:
+    """Whether ``path`` names an existing recording (a file, or a five-file base name)."""
+    path = Path(path)
+    if path.is_file():
+        return True
+    return any(Path(f"{path}{s}").is_file() for s in (".vhdr", ".meta"))
 
 
 def open_writer(

@@ -21,7 +21,11 @@ clipped and a warning naming the file is logged.
 
 Records last 0.1 s when that is a whole number of samples (else 0.2, 0.25,
 0.5 or 1 s...), so a crash loses at most one record more than the last flush.
-The last record is padded to its full length at close.
+The last record is padded to its full length at close; the number of real
+samples goes into a further subfield of the recording identification
+(``ampkit_samples=N``, EDF+ allows subfields after the equipment), so
+:func:`read_bdf` returns exactly the samples recorded (other readers show
+the padding as zeros at the end).
 """
 
 from __future__ import annotations
@@ -55,6 +59,7 @@ DEFAULT_RANGE_UV = 262143.0
 _UNIT_SCALE = {"µV": 1.0, "μV": 1.0, "uV": 1.0, "mV": 1e-3, "V": 1e-6, "nV": 1e3}
 _DMIN, _DMAX = -(2**23), 2**23 - 1
 _ANNOT_SAMPLES = 80  # 240 bytes of TALs per record
+_SAMPLES_TAG = "ampkit_samples="
 
 
 def _field(text: str, width: int) -> bytes:
@@ -156,8 +161,9 @@ class BDFWriter(FormatWriter):
         months = "JAN FEB MAR APR MAY JUN JUL AUG SEP OCT NOV DEC".split()
         recording = (
             f"Startdate {start.day:02d}-{months[start.month - 1]}-{start.year} X X "
-            + (_ascii_unit(h.amp).replace(" ", "_") or "X")
+            + (_ascii_unit(h.amp).replace(" ", "_")[:30] or "X")
         )
+        self._recording_id = recording
         out = [
             b"\xffBIOSEMI",
             _field("X X X X", 80),
@@ -273,6 +279,14 @@ class BDFWriter(FormatWriter):
                 while self._annots:  # more markers than one record holds
                     self._write_records(np.zeros((self.spr, self._n_ch), np.float32))
             self.flush()
+            # EDF+ allows further subfields after the equipment: the number of
+            # real samples, so ampkit.io.read drops the padding of the last record.
+            field = f"{self._recording_id} {_SAMPLES_TAG}{self.n_samples}"
+            if len(field) <= 80:
+                try:
+                    os.pwrite(self._fd, _field(field, 80), 88)
+                except OSError as exc:
+                    raise recording_error(self.path, exc) from exc
         finally:
             self._close_fd()
 
@@ -424,6 +438,9 @@ def read_bdf(path: os.PathLike | str):
     units = ["µV" if d == "uV" else d for d in (dims[i] for i in signals)]
     equipment = text(88, 168).split(" ")
     amp = equipment[4] if len(equipment) > 4 and equipment[4] != "X" else ""
+    for item in equipment[5:]:
+        if item.startswith(_SAMPLES_TAG) and item[len(_SAMPLES_TAG):].isdigit():
+            data = data[: int(item[len(_SAMPLES_TAG):])]  # without the padding
     return Recording(
         data=data,
         fs=fs,
