@@ -141,12 +141,12 @@ class RingBuffer:
         # The ring is the first `size` rows of a store; the `view_rows` rows
         # after it mirror the ring's first rows, so short wrapped windows are
         # contiguous in the store.
+        # np.full writes every element, so all pages are touched here rather
+        # than faulted in one by one by the first turn of the ring (np.zeros
+        # maps them lazily), which would make early adds slow and jittery.
         store_shape = (size + int(view_rows),) + tuple(shape[1:])
-        if dtype.kind == "O":
-            self._store = np.full(store_shape, "", dtype=object)
-        else:
-            self._store = np.zeros(store_shape, dtype=dtype)
-        self._store_t = np.zeros(size + int(view_rows), dtype=np.float64)
+        self._store = np.full(store_shape, "" if dtype.kind == "O" else 0, dtype=dtype)
+        self._store_t = np.full(size + int(view_rows), 0.0, dtype=np.float64)
         self.buffer = self._store[:size]
         self.buffer_t = self._store_t[:size]
         self.view_rows = int(view_rows)
@@ -709,18 +709,17 @@ class StreamWatcher(_Watcher):
         if inlet is None:
             raise StateError(f"StreamWatcher {self.name!r}: update() before connect_to_stream()")
         rb = self.ring_buffer
-        chunks: list[np.ndarray] = []
-        stamps: list[Any] = []
+        pulled: list[tuple[np.ndarray, np.ndarray]] = []
         chunk = self.chunk_buffer
         try:
             for _ in range(_MAX_PULLS_PER_UPDATE):
                 if chunk is not None:
-                    _, ts = inlet.pull_chunk(0.0, len(chunk), chunk)
+                    ts = inlet.pull_chunk(0.0, len(chunk), chunk)[1]
                     n = len(ts)
                     if not n:
                         break
                     data = chunk[:n].copy()
-                    limit = len(chunk)
+                    more = n == len(chunk)
                 else:
                     values, ts = inlet.pull_chunk(0.0, _STRING_CHUNK)
                     n = len(ts)
@@ -728,19 +727,21 @@ class StreamWatcher(_Watcher):
                         break
                     data = np.empty((n, len(self.channel_names)), dtype=object)
                     data[:] = values
-                    limit = _STRING_CHUNK
-                rb.add_samples(data, ts)  # type: ignore[union-attr]
-                chunks.append(data)
-                stamps.append(ts)
-                if n < limit:
+                    more = n == _STRING_CHUNK
+                times = np.array(ts, dtype=np.float64)
+                rb.add_samples(data, times)  # type: ignore[union-attr]
+                pulled.append((data, times))
+                if not more:
                     break
         except self._pylsl.util.LostError as exc:
             raise ConnectionLostError(f"LSL stream {self.name!r} was lost: {exc}") from None
         finally:
-            if chunks:
-                self.samples = chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
-                self.times = np.concatenate([np.asarray(t, dtype=np.float64) for t in stamps])
-                self.n_new += len(self.times)
+            if len(pulled) == 1:
+                self.samples, self.times = pulled[0]
+            elif pulled:
+                self.samples = np.concatenate([d for d, _ in pulled])
+                self.times = np.concatenate([t for _, t in pulled])
+            self.n_new += sum(len(t) for _, t in pulled)
 
     def disconnect(self) -> None:
         """Close the inlet; the buffer stays readable. Safe to call twice."""
