@@ -187,15 +187,18 @@ class RingBuffer:
         ampkit.errors.ConfigurationError
             ``samples`` and ``times`` differ in length.
         """
-        # The common case (a short chunk that does not reach the end of the
-        # ring nor the mirrored rows) is kept to two slice assignments: it
-        # runs for every chunk.
+        # The common case (a chunk that does not reach the end of the ring)
+        # is inlined and kept to two slice assignments, plus the mirror
+        # writes when it lands in the first view_rows rows: it runs for
+        # every chunk.
         n = len(times)
         i = self.curr_i
         j = i + n
-        if 0 < n and j < self.size and self.view_rows <= i and len(samples) == n:
+        if 0 < n and j < self.size and len(samples) == n:
             self.buffer[i:j] = samples
             self.buffer_t[i:j] = times
+            if i < self.view_rows:
+                self._mirror(i, j)
             self.curr_i = j
             self.n_added += n
             return
@@ -236,9 +239,14 @@ class RingBuffer:
         self.buffer[a:b] = samples
         self.buffer_t[a:b] = times
         if a < self.view_rows:
-            e = min(b, self.view_rows)
-            self._store[self.size + a : self.size + e] = self.buffer[a:e]
-            self._store_t[self.size + a : self.size + e] = self.buffer_t[a:e]
+            self._mirror(a, b)
+
+    def _mirror(self, a: int, b: int) -> None:
+        """Copy ring rows ``a .. min(b, view_rows)`` to their place past the end."""
+        e = min(b, self.view_rows)
+        size = self.size
+        self._store[size + a : size + e] = self.buffer[a:e]
+        self._store_t[size + a : size + e] = self.buffer_t[a:e]
 
     # -- reading ---------------------------------------------------------
 

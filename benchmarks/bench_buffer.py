@@ -197,11 +197,15 @@ def main(argv: list[str] | None = None) -> int:
             wrapped: dict[str, np.ndarray] = {}
             for name, (buf, _) in peers.items():  # warm-up: first writes to fresh pages fault
                 sweep_adds(buf, chunks if name != ROLL else chunks[:20])
-            # Rounds interleave the peers so that load spikes hit them alike;
-            # each block of adds and each read position keeps its best round,
-            # which drops the moments this process was not running.
-            for _ in range(args.repeats):
-                for name, (buf, read) in peers.items():
+            # Rounds interleave the peers in a rotating order, so that load
+            # spikes and cold caches hit them alike; each block of adds and
+            # each read position keeps its best round, which drops the moments
+            # this process was not running.
+            names = list(peers)
+            for r in range(args.repeats):
+                # rotate who goes first: the peer after np.roll finds a cold cache
+                for name in names[r % len(names) :] + names[: r % len(names)]:
+                    buf, read = peers[name]
                     # each np.roll moves the whole buffer: time a slice of the sweep
                     t = sweep_adds(buf, chunks if name != ROLL else chunks[:50])
                     adds[name] = np.minimum(adds.get(name, t), t)
