@@ -118,7 +118,7 @@ def plot_recording(
     row_height = 0.22 if n > 16 else 0.45
     fig = Figure(figsize=(12, max(3.5, 1.6 + row_height * n)), layout="constrained")
     ax = fig.add_subplot()
-    label_size = max(5.0, min(10.0, 260.0 / max(n, 1)))
+    label_size = max(6.0, min(10.0, 400.0 / max(n, 1)))
     ax.plot(tt, yy + offsets, linewidth=0.6, color="#1f3b73")
     ax.set_yticks(offsets, [names[c] for c in cols], fontsize=label_size)
     ax.set_ylim(offsets[-1] - spacing, spacing)

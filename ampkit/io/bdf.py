@@ -215,6 +215,15 @@ class BDFWriter(FormatWriter):
             self._pending = np.array(data[full * self.spr :], dtype=np.float32)
             self.n_samples = self.n_records * self.spr + len(self._pending)
 
+    def write_blocks(
+        self, data: list[np.ndarray], timestamps: list[np.ndarray], marks: list[Mark]
+    ) -> None:
+        """Append a batch block by block: small arrays stay in the CPU cache."""
+        if not data:
+            self.write(np.zeros((0, self._n_ch), np.float32), np.zeros(0), marks)
+        for i, (d, t) in enumerate(zip(data, timestamps, strict=True)):
+            self.write(d, t, marks if i == 0 else [])
+
     def _write_records(self, data: np.ndarray) -> None:
         n_rec = len(data) // self.spr
         x = data.astype(np.float64)

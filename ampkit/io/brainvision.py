@@ -45,6 +45,7 @@ from ampkit.io.writer import (
     create_file,
     recording_error,
     write_all,
+    write_all_v,
 )
 
 __all__ = ["BrainVisionWriter", "read_brainvision", "base_of", "SUFFIXES"]
@@ -102,7 +103,6 @@ class BrainVisionWriter(FormatWriter):
         self._names = names
         check_new(self.paths, overwrite)
         self._fds: dict[str, int] = {}
-        self._t0: float | None = None
         try:
             for suffix, p in names.items():
                 self._fds[suffix] = create_file(p, overwrite)
@@ -192,12 +192,18 @@ class BrainVisionWriter(FormatWriter):
 
     def write(self, data: np.ndarray, timestamps: np.ndarray, marks: list[Mark]) -> None:
         """Append samples to ``.eeg``, then their markers to ``.vmrk`` and ``.marker``."""
-        if len(data):
-            if self._t0 is None:
-                self._t0 = float(timestamps[0])
-            block = np.ascontiguousarray(data, dtype="<f4")
-            self._put(".eeg", block.data)
-            self.n_samples += len(block)
+        self.write_blocks([data], [timestamps], marks)
+
+    def write_blocks(
+        self, data: list[np.ndarray], timestamps: list[np.ndarray], marks: list[Mark]
+    ) -> None:
+        """Append blocks with one ``writev`` (no joined copy), then their markers."""
+        arrays = [np.ascontiguousarray(d, dtype="<f4") for d in data if len(d)]
+        if arrays:
+            self.bytes_written += write_all_v(
+                self._fds[".eeg"], [a.data for a in arrays], self._names[".eeg"]
+            )
+            self.n_samples += sum(len(a) for a in arrays)
         if marks:
             vmrk, mlines = [], []
             for mark in marks:

@@ -91,6 +91,9 @@ class Recorder:
         self.path = writer.path
         self.interval = float(interval)
         self.max_backlog_bytes = int(max_backlog_bytes)
+        # Wake the writer early once this much waits: big batches, yet the
+        # disk works while acquisition is still filling the queue.
+        self._wake_bytes = min(self.max_backlog_bytes // 4, 4 * 2**20)
         self._cond = threading.Condition()
         self._queue: deque[Block] = deque()
         self._queued_bytes = 0
@@ -138,7 +141,7 @@ class Recorder:
             self._queue.append(copy)
             self._queued_bytes += size
             self._queued_samples += len(copy)
-            if self._queued_bytes > self.max_backlog_bytes // 4:
+            if self._queued_bytes > self._wake_bytes:
                 self._cond.notify_all()
         self._check()
 
@@ -243,14 +246,8 @@ class Recorder:
                 self._remember(block)
             for t, text in block.markers:
                 marks.append(Mark(self._sample_of(t, block), t - (self._t0 or t), t, text))
-        data = [b.data for b in blocks if len(b)]
-        if data:
-            values = np.concatenate(data) if len(data) > 1 else data[0]
-            stamps = np.concatenate([b.timestamps for b in blocks if len(b)])
-        else:
-            width = len(self.writer.header.channels)
-            values, stamps = np.zeros((0, width), np.float32), np.zeros(0)
-        self.writer.write(values, stamps, marks)
+        full = [b for b in blocks if len(b)]
+        self.writer.write_blocks([b.data for b in full], [b.timestamps for b in full], marks)
 
     def _remember(self, block: Block) -> None:
         self._history.append((block.index, block.timestamps))

@@ -29,6 +29,7 @@ __all__ = [
     "FormatWriter",
     "create_file",
     "write_all",
+    "write_all_v",
     "recording_error",
 ]
 
@@ -159,6 +160,27 @@ def write_all(fd: int, data: bytes | memoryview, path: Path) -> int:
     return done
 
 
+def write_all_v(fd: int, buffers: list, path: Path) -> int:
+    """Write all ``buffers`` to ``fd`` with as few ``writev`` calls as possible."""
+    views = [memoryview(b).cast("B") for b in buffers]
+    views = [v for v in views if len(v)]
+    if not hasattr(os, "writev"):  # pragma: no cover - Windows
+        return sum(write_all(fd, v, path) for v in views)
+    total = 0
+    try:
+        while views:
+            n = os.writev(fd, views[:512])
+            total += n
+            while views and n >= len(views[0]):
+                n -= len(views[0])
+                views.pop(0)
+            if n:
+                views[0] = views[0][n:]
+    except OSError as exc:
+        raise recording_error(path, exc) from exc
+    return total
+
+
 class FormatWriter:
     """Base class of the per-format writers.
 
@@ -198,6 +220,22 @@ class FormatWriter:
         ``sample`` may point back into samples written earlier.
         """
         raise NotImplementedError
+
+    def write_blocks(
+        self, data: list[np.ndarray], timestamps: list[np.ndarray], marks: list[Mark]
+    ) -> None:
+        """Append several blocks at once (the writer thread's batch).
+
+        The default joins them and calls :meth:`write`; a format that can
+        write the blocks as they are overrides it to save the copy.
+        """
+        if len(data) == 1:
+            self.write(data[0], timestamps[0], marks)
+        elif data:
+            self.write(np.concatenate(data), np.concatenate(timestamps), marks)
+        else:
+            width = len(self.header.channels)
+            self.write(np.zeros((0, width), np.float32), np.zeros(0), marks)
 
     def flush(self) -> None:
         """Make everything written so far readable by other programs."""

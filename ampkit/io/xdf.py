@@ -42,6 +42,7 @@ from ampkit.io.writer import (
     create_file,
     recording_error,
     write_all,
+    write_all_v,
 )
 
 __all__ = ["XDFWriter", "read_xdf", "BOUNDARY"]
@@ -150,30 +151,42 @@ class XDFWriter(FormatWriter):
 
     def write(self, data: np.ndarray, timestamps: np.ndarray, marks: list[Mark]) -> None:
         """Append one Samples chunk per stream (and periodic chunks) in one write."""
-        out = b""
-        n = len(data)
-        if n:
+        self.write_blocks([data], [timestamps], marks)
+
+    def write_blocks(
+        self, data: list[np.ndarray], timestamps: list[np.ndarray], marks: list[Mark]
+    ) -> None:
+        """Append one Samples chunk per block, the markers' chunk, in one ``writev``."""
+        parts: list = []
+        for block, stamps in zip(data, timestamps, strict=True):
+            n = len(block)
+            if not n:
+                continue
             rows = np.empty(n, self._dtype)
             rows["n"] = 8
-            rows["t"] = timestamps
-            rows["v"] = data
-            out += _chunk(3, struct.pack("<I", _DATA_ID) + _varlen(n) + rows.tobytes())
-            self._first.setdefault(_DATA_ID, float(timestamps[0]))
-            self._last[_DATA_ID] = float(timestamps[-1])
+            rows["t"] = stamps
+            rows["v"] = block
+            head = struct.pack("<I", _DATA_ID) + _varlen(n)
+            parts += [_varlen(len(head) + rows.nbytes + 2) + struct.pack("<H", 3) + head, rows]
+            self._first.setdefault(_DATA_ID, float(stamps[0]))
+            self._last[_DATA_ID] = float(stamps[-1])
             self._count[_DATA_ID] += n
             self.n_samples += n
+        out = b""
         if marks:
-            parts = [struct.pack("<I", _MARKER_ID), _varlen(len(marks))]
+            items = [struct.pack("<I", _MARKER_ID), _varlen(len(marks))]
             for mark in marks:
                 text = mark.text.encode("utf-8")
-                parts.append(struct.pack("<Bd", 8, mark.stamp) + _varlen(len(text)) + text)
+                items.append(struct.pack("<Bd", 8, mark.stamp) + _varlen(len(text)) + text)
                 self._first.setdefault(_MARKER_ID, mark.stamp)
                 self._last[_MARKER_ID] = mark.stamp
-            out += _chunk(3, b"".join(parts))
+            out += _chunk(3, b"".join(items))
             self._count[_MARKER_ID] += len(marks)
             self.n_markers += len(marks)
         out += self._periodic(local_clock())
-        self._put(out)
+        parts.append(out)
+        assert self._fd is not None
+        self.bytes_written += write_all_v(self._fd, parts, self.path)
 
     def close(self) -> None:
         """Write the stream footers and close."""
