@@ -61,13 +61,14 @@ __all__ = [
     "FATAL",
     "SO_TIMESTAMPNS",
     "kernel_stamps_supported",
+    "try_realtime",
 ]
 
 # Pipe records: kind (1 byte), value (float64: stamp or log level), payload length, payload.
 _HEADER = struct.Struct("<cdI")
 MARKER = b"M"  #: value = stamp (s), payload = UTF-8 marker text
 LOG = b"L"  #: value = logging level, payload = message
-READY = b"R"  #: value = 0, payload = the stamp source ("kernel" or "user")
+READY = b"R"  #: value = 0, payload = stamp source ("kernel"/"user") [+ " realtime"]
 FATAL = b"E"  #: value = 0, payload = traceback of the error that ended the receiver
 
 #: Linux's SO_TIMESTAMPNS (= SCM_TIMESTAMPNS) on the architectures that use
@@ -365,6 +366,9 @@ class Receiver:
     log_burst : int
         Problem log lines allowed per 10 s; the rest are counted and
         summarised, so a flood of bad input cannot flood the log.
+    realtime : bool
+        Whether the caller gave this process real-time scheduling (reported
+        with the ready record).
     """
 
     def __init__(
@@ -379,6 +383,7 @@ class Receiver:
         control_fd: int | None = None,
         stop_event: threading.Event | None = None,
         log_burst: int = 50,
+        realtime: bool = False,
     ) -> None:
         self.tcp = tcp
         self.udp = udp
@@ -388,6 +393,7 @@ class Receiver:
         self.control_fd = control_fd
         self.stop_event = stop_event
         self.log_burst = log_burst
+        self.realtime = realtime
         self.clients: dict[socket.socket, _Client] = {}
         self._sel = selectors.DefaultSelector()
         self._done = False
@@ -550,7 +556,8 @@ class Receiver:
         out_fd = getattr(sink, "fd", None)
         watching_out = False
         timeout = 0.1 if self.stop_event is not None else 1.0
-        sink.ready("kernel" if self.kernel_stamps else "user")
+        sink.ready(("kernel" if self.kernel_stamps else "user")
+                   + (" realtime" if self.realtime else ""))
         try:
             while not self._done:
                 for key, _ in sel.select(timeout):
@@ -598,6 +605,29 @@ class Receiver:
 # -- child process entry point -------------------------------------------------
 
 
+def try_realtime() -> bool:
+    """Ask for real-time scheduling (``SCHED_FIFO``, lowest priority) if allowed.
+
+    A TCP read returns one kernel timestamp, that of its newest byte, so
+    markers that queue up while the receiver waits for a CPU share a late
+    stamp. On a busy machine an ordinary process can wait milliseconds to be
+    woken; a real-time one is woken at once. The receiver sleeps almost all
+    the time, and Linux caps real-time tasks at 95 % of the CPU, so this
+    cannot starve the machine. Allowed for root, with ``CAP_SYS_NICE``, or
+    with an ``rtprio`` limit >= 1 (``/etc/security/limits.conf``, as audio
+    setups grant); elsewhere this returns False and nothing changes.
+    """
+    setscheduler = getattr(os, "sched_setscheduler", None)
+    if setscheduler is None:
+        return False
+    try:
+        setscheduler(0, os.SCHED_FIFO, os.sched_param(1))
+    except OSError:
+        return False
+    return True
+
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the receiver as a child process (see the module docstring)."""
     parser = argparse.ArgumentParser(prog="marker_stamper")
@@ -607,10 +637,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-clients", type=int, default=256)
     parser.add_argument("--log-level", type=int, default=logging.WARNING)
     parser.add_argument("--no-kernel-stamps", action="store_true")
+    parser.add_argument("--no-realtime", action="store_true")
     args = parser.parse_args(argv)
     # Ctrl-C in a terminal reaches the whole process group; the parent decides
     # when this process ends (by closing our stdin).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    realtime = not args.no_realtime and try_realtime()
     sink = PipeSink(1, args.log_level)
     try:
         tcp = socket.socket(fileno=args.tcp_fd)
@@ -619,6 +651,7 @@ def main(argv: list[str] | None = None) -> int:
             tcp, udp, sink,
             max_line=args.max_line, max_clients=args.max_clients,
             kernel_stamps=not args.no_kernel_stamps, control_fd=0,
+            realtime=realtime,
         )
         receiver.run()
         sink.flush(block=True)
