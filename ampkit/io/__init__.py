@@ -2,15 +2,12 @@
 
 The format follows the file name, as python-can's ``Logger`` does:
 
-========================  ==========================================  ===========================
-name                      format                                      module
-========================  ==========================================  ===========================
-``rec`` or ``rec.vhdr``   five files: ``rec.eeg`` (float32), libmushu  :mod:`ampkit.io.brainvision`
-                          ``rec.meta`` + ``rec.marker``, BrainVision
-                          ``rec.vhdr`` + ``rec.vmrk``
-``rec.bdf``               BDF+ (24-bit, markers as annotations)        :mod:`ampkit.io.bdf`
-``rec.xdf``               XDF (data + marker stream, LSL timestamps)   :mod:`ampkit.io.xdf`
-========================  ==========================================  ===========================
+* ``rec`` or ``rec.vhdr``: five files, ``rec.eeg`` (raw float32), libmushu's
+  ``rec.meta`` and ``rec.marker``, BrainVision's ``rec.vhdr`` and
+  ``rec.vmrk`` (:mod:`ampkit.io.brainvision`);
+* ``rec.bdf``: BDF+, 24-bit, markers as annotations (:mod:`ampkit.io.bdf`);
+* ``rec.xdf``: XDF, a data and a marker stream with LSL timestamps
+  (:mod:`ampkit.io.xdf`).
 
 A name with any other suffix (``subject1.run2``) is a base name of the
 five-file format. :func:`read` reads every format back into one
