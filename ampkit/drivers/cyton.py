@@ -39,9 +39,11 @@ from ampkit.errors import (
     StateError,
 )
 from ampkit.protocols.cyton import (
+    ACCEL_G_PER_COUNT,
     BAUDRATE,
     DEFAULT_GAIN,
     GAINS,
+    PACKET_SIZE,
     SAMPLE_RATES,
     Banner,
     ChannelSettings,
@@ -50,11 +52,10 @@ from ampkit.protocols.cyton import (
     ResponseReader,
     SampleAssembler,
     Samples,
-    accel_to_g,
-    counts_to_uv,
     encode_channel_settings,
     encode_sample_rate,
     parse_banner,
+    uv_per_count,
 )
 from ampkit.worker import Worker
 
@@ -93,6 +94,9 @@ class CytonLink:
     timeout : float
         Seconds to wait for an answer, and the longest silence tolerated
         while streaming before :class:`~ampkit.errors.ConnectionLostError`.
+    read_interval : float
+        Seconds the reader thread pauses after each read while streaming,
+        letting packets gather (0: wake up for every packet).
 
     Attributes
     ----------
@@ -103,9 +107,12 @@ class CytonLink:
     assembler : SampleAssembler
     """
 
-    def __init__(self, port: str, daisy: bool = False, timeout: float = 3.0) -> None:
+    def __init__(
+        self, port: str, daisy: bool = False, timeout: float = 3.0, read_interval: float = 0.0
+    ) -> None:
         self.port = port
         self.timeout = timeout
+        self.read_interval = read_interval
         self.tracker = GainTracker()
         self.parser = PacketParser(source=f"Cyton on {port}", max_garbage=MAX_GARBAGE)
         self.assembler = SampleAssembler(daisy=daisy, source=f"Cyton on {port}")
@@ -113,7 +120,7 @@ class CytonLink:
         self._serial: serial.SerialBase | None = _open(port, timeout)
         self._worker: Worker | None = None
         self._cond = threading.Condition()
-        self._queue: list[Samples] = []
+        self._raw = bytearray()  # received, not yet decoded
 
     # -- commands -------------------------------------------------------
 
@@ -198,30 +205,37 @@ class CytonLink:
         self.parser.reset()
         self.assembler.reset()
         with self._cond:
-            self._queue.clear()
+            self._raw.clear()
         self._worker = Worker(self._read_loop, f"cyton reader {self.port}")
         self._worker.start()
         self.write(b"b")
 
     def _read_loop(self, stop: threading.Event) -> None:
+        # Only moves bytes out of the OS buffer (a few KB: half a second of
+        # data) and watches for silence; decoding happens in read(), once
+        # per call, which keeps this thread's wake-ups cheap.
         ser = self._require()
         last = local_clock()
+        pending = 0  # bytes since the last whole packet, to wake once per packet
         while not stop.is_set():
             try:
-                data = ser.read(max(1, ser.in_waiting))
+                data = ser.read(max(ser.in_waiting, PACKET_SIZE - pending))
             except (serial.SerialException, OSError) as exc:
                 raise ConnectionLostError(
                     f"the Cyton on {self.port} went away: {exc}"
                 ) from exc
             now = local_clock()
             if data:
-                samples = self.assembler.push(self.parser.feed(data))
-                if len(samples):
-                    last = now
-                    with self._cond:
-                        self._queue.append(samples)
-                        self._cond.notify_all()
-            if now - last > self.timeout:
+                last = now
+                pending = (pending + len(data)) % PACKET_SIZE
+                with self._cond:
+                    self._raw += data
+                    self._cond.notify_all()
+                if self.read_interval:
+                    # Let a few packets gather: fewer wake-ups of this
+                    # thread and of a reader blocked in get_data().
+                    stop.wait(self.read_interval)
+            elif now - last > self.timeout:
                 raise ConnectionLostError(
                     f"no data from the Cyton on {self.port} for {self.timeout:g} s"
                 )
@@ -243,15 +257,21 @@ class CytonLink:
         if worker is None:
             raise StateError("the Cyton is not streaming")
         deadline = local_clock() + wait
-        with self._cond:
-            while not self._queue:
-                if not worker.is_alive:
-                    break
-                remaining = deadline - local_clock()
-                if remaining <= 0:
-                    break
-                self._cond.wait(min(remaining, 0.1))
-            parts, self._queue = self._queue, []
+        parts: list[Samples] = []
+        while True:
+            with self._cond:
+                while not self._raw and worker.is_alive:
+                    remaining = deadline - local_clock()
+                    if remaining <= 0:
+                        break
+                    self._cond.wait(min(remaining, 0.1))
+                raw, self._raw = self._raw, bytearray()
+            if raw:
+                samples = self.assembler.push(self.parser.feed(raw))
+                if len(samples):
+                    parts.append(samples)
+            if parts or not worker.is_alive or local_clock() >= deadline:
+                break
         if parts:
             return Samples.concatenate(parts, self.assembler.channels)
         worker.check()
@@ -364,6 +384,7 @@ class CytonAmp(Amplifier):
         gains: int | Sequence[int] | None = None,
         fs: int = 250,
         timeout: float = 3.0,
+        latency: float = 0.01,
         accel: bool = False,
         channel_names: Sequence[str] | None = None,
     ) -> None:
@@ -387,6 +408,12 @@ class CytonAmp(Amplifier):
         timeout : float
             Seconds to wait for each answer of the board, and the longest
             silence tolerated while streaming.
+        latency : float
+            Seconds received packets may wait before being handed on
+            (0 to 0.1). The reader thread then wakes up at most
+            ``1 / latency`` times a second, which keeps the CPU load low;
+            0 hands on every packet at once. (The dongle's USB serial chip
+            adds up to its own latency timer, 16 ms by default.)
         accel : bool
             Add accelerometer columns ``AccX``, ``AccY``, ``AccZ`` (g).
         channel_names : sequence of str, optional
@@ -433,11 +460,17 @@ class CytonAmp(Amplifier):
                 raise ConfigurationError(
                     f"channel_names must have {n} names, got {len(channel_names)}"
                 )
+        timeout = check_positive_number("timeout", timeout)
+        if isinstance(latency, bool) or not isinstance(latency, (int, float)) or not (
+            0 <= latency <= 0.1
+        ):
+            raise ConfigurationError(f"latency must be 0 to 0.1 s, got {latency!r}")
         self.port = port
         self.daisy = daisy
         self.gains = gain_list
         self.fs = int(fs)
-        self.timeout = check_positive_number("timeout", timeout)
+        self.timeout = timeout
+        self.latency = float(latency)
         self.accel = bool(accel)
         self.channel_names = channel_names or [f"Ch{i + 1}" for i in range(n)]
         if port is not None and port not in CytonAmp.known_ports:
@@ -476,7 +509,9 @@ class CytonAmp(Amplifier):
             raise ConfigurationError(
                 f"no port configured: configure(port=...) or set {PORT_ENV}"
             )
-        link = CytonLink(self.port, daisy=self.daisy, timeout=self.timeout)
+        link = CytonLink(
+            self.port, daisy=self.daisy, timeout=self.timeout, read_interval=self.latency
+        )
         try:
             self._connect(link)
             link.start_stream()
@@ -484,6 +519,9 @@ class CytonAmp(Amplifier):
             link.close()
             raise
         self._link = link
+        # No command is sent while streaming, so the gains stay as tracked.
+        gains = link.tracker.gains[: len(self.gains)]
+        self._scale = np.array([uv_per_count(g) for g in gains])
         self.n_lost = 0
         self.n_skipped = 0
         self.running = True
@@ -571,10 +609,12 @@ class CytonAmp(Amplifier):
         if samples is None:
             n = len(self.get_channels())
             return np.empty((0, n)), []
-        gains = link.tracker.gains[: samples.eeg.shape[1]]
-        data = counts_to_uv(samples.eeg, gains)
         if self.accel:
-            data = np.hstack([data, accel_to_g(samples.accel)])
+            data = np.empty((len(samples), self._scale.size + 3))
+            np.multiply(samples.eeg, self._scale, out=data[:, :-3])
+            np.multiply(samples.accel, ACCEL_G_PER_COUNT, out=data[:, -3:])
+        else:
+            data = samples.eeg * self._scale
         markers: list[Marker] = []
         period_ms = 1000.0 / self.get_sampling_frequency()
         for row, lost in samples.gaps:

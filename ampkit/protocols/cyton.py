@@ -211,10 +211,12 @@ class PacketBatch:
 def _decode(packets: np.ndarray) -> PacketBatch:
     """Decode an ``(n, 33)`` uint8 array of framed packets."""
     n = len(packets)
-    b = packets[:, 2:26].reshape(n, 8, 3).astype(np.int32)
-    eeg = (b[:, :, 0] << 16) | (b[:, :, 1] << 8) | b[:, :, 2]
-    eeg -= (eeg & 0x800000) << 1
-    aux = np.ascontiguousarray(packets[:, 26:32]).view(">i2").astype(np.int16)
+    # Each 24-bit value into the top of a big-endian int32; the arithmetic
+    # shift back sign-extends it.
+    wide = np.zeros((n, 8, 4), np.uint8)
+    wide[:, :, :3] = packets[:, 2:26].reshape(n, 8, 3)
+    eeg = (wide.view(">i4")[:, :, 0] >> 8).astype(np.int32)
+    aux = packets[:, 26:32].copy().view(">i2").astype(np.int16)
     return PacketBatch(packets[:, 1].copy(), eeg, aux, packets[:, 32].copy())
 
 
@@ -519,21 +521,24 @@ class SampleAssembler:
         n = len(batch)
         if n == 0:
             return Samples(np.empty((0, self.channels), np.int32), np.empty((0, 3), np.int16))
-        sn = batch.sample_numbers.astype(np.int64)
-        prev = np.empty(n, np.int64)
-        prev[1:] = sn[:-1]
-        prev[0] = sn[0] - 1 if self._last_sn is None else self._last_sn
-        jumps = (sn - prev - 1) % 256
-        self._last_sn = int(sn[-1])
-        lost_packets = int(jumps.sum())
-        if lost_packets:
-            self.n_lost_packets += lost_packets
+        # A plain loop: fewer array operations per call than numpy would
+        # need, which matters for the few packets of a typical read.
+        sn = batch.sample_numbers.tolist()
+        prev = sn[0] - 1 if self._last_sn is None else self._last_sn
+        jumps: list[tuple[int, int]] = []
+        for row, s in enumerate(sn):
+            jump = (s - prev - 1) & 0xFF
+            if jump:
+                jumps.append((row, jump))
+            prev = s
+        self._last_sn = prev
+        if jumps:
+            self.n_lost_packets += sum(j for _, j in jumps)
         accel = self._hold_accel(batch)
         if self.daisy:
             samples = self._pair(sn, batch.eeg, accel)
         else:
-            rows = np.flatnonzero(jumps)
-            samples = Samples(batch.eeg, accel, [(int(r), int(jumps[r])) for r in rows])
+            samples = Samples(batch.eeg, accel, jumps)
         if samples.gaps:
             lost = samples.n_lost
             self.n_lost += lost
@@ -547,21 +552,20 @@ class SampleAssembler:
     def _hold_accel(self, batch: PacketBatch) -> np.ndarray:
         """Per packet: the newest non-zero accelerometer reading so far."""
         aux = batch.aux
+        if not aux.any():
+            return np.broadcast_to(self._accel, aux.shape)
         fresh = (batch.footers == ACCEL_FOOTER) & aux.any(axis=1)
-        if not fresh.any():
-            return np.broadcast_to(self._accel, aux.shape).copy()
         idx = np.where(fresh, np.arange(len(aux)), -1)
         np.maximum.accumulate(idx, out=idx)
         out = np.where((idx >= 0)[:, None], aux[np.maximum(idx, 0)], self._accel)
         self._accel = out[-1].copy()
         return out.astype(np.int16)
 
-    def _pair(self, sn: np.ndarray, eeg: np.ndarray, accel: np.ndarray) -> Samples:
+    def _pair(self, sn: list[int], eeg: np.ndarray, accel: np.ndarray) -> Samples:
         rows_eeg: list[np.ndarray] = []
         rows_accel: list[np.ndarray] = []
         gaps: list[tuple[int, int]] = []
-        for i in range(len(sn)):
-            s = int(sn[i])
+        for i, s in enumerate(sn):
             if not s & 1:
                 self._half = (s, eeg[i])
                 continue
