@@ -589,3 +589,63 @@ def test_start_failure_of_the_receiver_is_raised(monkeypatch):
     monkeypatch.setattr(sys, "executable", "/nonexistent/python")
     with pytest.raises(AmpkitError, match="receiving process"):
         MarkerServers(Inbox(), port=0, stamping="process").start()
+
+
+def test_markers_land_at_their_sample_in_a_recording(tmp_path):
+    mne = pytest.importorskip("mne")
+    from ampkit.io import read
+
+    amp = ampkit.get_amp("random", fs=1000, channels=2)
+    base = tmp_path / "rec"
+    amp.start(filename=str(base), marker_port=0)
+    times = []
+    names = {}
+    try:
+        for i in range(6):
+            proto = "tcp" if i % 2 else "udp"
+            names[f"S {i}"] = send_marker(f"S {i}", *amp.marker_addresses[proto], protocol=proto)
+            for _ in range(4):
+                times.append(amp.get_block().timestamps)
+                time.sleep(0.005)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and amp.n_markers < len(names):
+            times.append(amp.get_block().timestamps)
+            time.sleep(0.005)
+        times.append(amp.get_block().timestamps)
+    finally:
+        amp.stop()
+    stamps = np.concatenate(times)
+    rec = read(str(base))
+    got = {text: sample for sample, _, text in rec.markers}
+    assert sorted(got) == sorted(names)
+    for text, sent in names.items():
+        # The recorded sample is the first one at or after the marker's arrival,
+        # which is right after it was sent.
+        sample = got[text]
+        assert stamps[sample] >= sent - 1e-4
+        assert sample == 0 or stamps[sample - 1] < stamps[sample]
+        assert stamps[sample] - sent < 1.0
+    # An independent reader agrees on the positions.
+    raw = mne.io.read_raw_brainvision(str(base) + ".vhdr", preload=False, verbose="error")
+    onsets = {d: round(o * raw.info["sfreq"]) for o, d in
+              zip(raw.annotations.onset, raw.annotations.description, strict=True)}
+    for text, sample in got.items():
+        matches = [s for d, s in onsets.items() if d.endswith(text)]
+        assert matches == [sample], (text, onsets)
+
+
+def test_realtime_scheduling_is_reported_and_can_be_declined():
+    inbox = Inbox()
+    with MarkerServers(inbox, port=0, stamping="process", realtime=False) as srv:
+        send_marker("x", *srv.addresses["tcp"])
+        inbox.wait_for("x")  # the ready record comes before any marker
+        assert srv.realtime is False
+    allowed = subprocess.run(
+        [sys.executable, "-c", "from ampkit.marker_stamper import try_realtime as t; "
+         "print(t())"], capture_output=True, text=True, timeout=60,
+    ).stdout.strip() == "True"
+    inbox = Inbox()
+    with MarkerServers(inbox, port=0, stamping="process") as srv:
+        send_marker("y", *srv.addresses["tcp"])
+        inbox.wait_for("y")
+        assert srv.realtime is allowed
