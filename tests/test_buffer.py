@@ -9,16 +9,13 @@ import logging
 
 import numpy as np
 import pytest
-from dareplane_utils.general.ringbuffer import RingBuffer as DareplaneRingBuffer
+from dareplane_peer import DareplaneRingBuffer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from numpy.testing import assert_array_equal
 
 from ampkit.buffer import RingBuffer
 from ampkit.errors import ConfigurationError
-
-# dareplane warns about empty chunks on its own logger; keep the output clean.
-logging.getLogger("dareplane_utils").setLevel(logging.ERROR)
 
 
 class NaiveRing:

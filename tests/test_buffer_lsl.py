@@ -11,6 +11,7 @@ import uuid
 import numpy as np
 import pylsl
 import pytest
+from dareplane_peer import DareplaneStreamWatcher
 from numpy.testing import assert_array_equal
 
 from ampkit.buffer import DEFAULT_IRREGULAR_SRATE, StreamWatcher
@@ -47,13 +48,27 @@ def connected(name, **kwargs):
 
 
 def pull_until(sw, n, timeout=TIMEOUT):
-    """Call update() until n_new reaches n (or fail after timeout)."""
+    """Call update() until n_new reaches n (or fail after timeout).
+
+    Returns ``(samples, times)`` of every update that received samples (LSL
+    may hand one pushed chunk over in several pieces).
+    """
+    got = []
     deadline = time.monotonic() + timeout
     while sw.n_new < n:
         assert time.monotonic() < deadline, f"only {sw.n_new} of {n} samples arrived"
+        before = sw.n_new
         sw.update()
+        if sw.n_new > before:
+            assert len(sw.samples) == len(sw.times) == sw.n_new - before
+            got.append((sw.samples, sw.times))
         time.sleep(0.002)
     assert sw.n_new == n
+    return got
+
+
+def joined(got):
+    return np.concatenate([s for s, _ in got]), np.concatenate([t for _, t in got])
 
 
 FORMATS = {
@@ -80,12 +95,12 @@ def test_every_channel_format(fmt):
                 outlet.push_sample(row, t)
         else:
             outlet.push_chunk(np.array(rows, dtype=dtype), stamps)
-        pull_until(sw, 2)
+        samples, times = joined(pull_until(sw, 2))
         if fmt != "string":
             rows = np.array(rows, dtype=dtype).tolist()  # float32 rounding
         assert sw.samples.dtype == np.dtype(dtype)
-        assert sw.samples.tolist() == rows
-        assert sw.times.tolist() == stamps
+        assert samples.tolist() == rows
+        assert times.tolist() == stamps
         assert sw.get_last(2).tolist() == rows
         assert sw.get_last_t(2).tolist() == stamps
         assert sw.last_t == stamps[-1]
@@ -128,18 +143,20 @@ def test_curr_i_is_live_and_samples_are_not_overwritten():
     sw = connected(name, buffer_size_s=1)  # 10 rows
     assert sw.curr_i == 0 and sw.n_new == 0
     outlet.push_chunk(np.array([[1, 2], [3, 4], [5, 6]], np.float32), [1.0, 2.0, 3.0])
-    pull_until(sw, 3)
-    first = sw.samples
+    first = pull_until(sw, 3)
     assert sw.curr_i == 3 == sw.ring_buffer.curr_i
     outlet.push_chunk(np.full((4, 2), 9, np.float32), [4.0, 5.0, 6.0, 7.0])
-    pull_until(sw, 7)
+    second = pull_until(sw, 7)
     assert sw.curr_i == 7
-    assert first.tolist() == [[1, 2], [3, 4], [5, 6]]  # still the first pull's samples
-    assert sw.samples.tolist() == [[9, 9]] * 4
+    # the arrays the first pulls handed out still hold the first samples
+    assert joined(first)[0].tolist() == [[1, 2], [3, 4], [5, 6]]
+    assert joined(second)[0].tolist() == [[9, 9]] * 4
+    assert joined(second)[1].tolist() == [4.0, 5.0, 6.0, 7.0]
     assert sw.buffer is sw.ring_buffer.buffer and sw.buffer_t is sw.ring_buffer.buffer_t
     # an update that finds nothing keeps the last samples (as dareplane does)
+    last = sw.samples
     sw.update()
-    assert sw.n_new == 7 and sw.samples.tolist() == [[9, 9]] * 4
+    assert sw.n_new == 7 and sw.samples is last
     sw.disconnect()
 
 
@@ -238,10 +255,6 @@ def test_update_before_connect_and_after_disconnect_raise():
 
 
 def test_same_results_as_dareplane_streamwatcher():
-    from dareplane_utils.stream_watcher.lsl_stream_watcher import (
-        StreamWatcher as DareplaneStreamWatcher,
-    )
-
     name = unique()
     outlet = make_outlet(name, n_ch=3, srate=50.0, labels=["a", "b", "c"])
     ours = connected(name, buffer_size_s=1)
