@@ -255,6 +255,11 @@ def _read_text(path: Path) -> str:
         return raw.decode("cp1252", errors="replace")
 
 
+def _lines(text: str) -> list[str]:
+    # Only "\n" ends a line: marker texts may hold other Unicode line breaks.
+    return [line.removesuffix("\r") for line in text.split("\n")]
+
+
 def _parse_vhdr(path: Path) -> dict:
     text = _read_text(path)
     first = text.splitlines()[0] if text else ""
@@ -267,6 +272,8 @@ def _parse_vhdr(path: Path) -> dict:
         common = cfg["Common Infos"]
         n = int(common["NumberOfChannels"])
         fs = 1e6 / float(common["SamplingInterval"])
+        if not (math.isfinite(fs) and fs > 0):
+            raise ValueError(f"SamplingInterval={common['SamplingInterval']}")
         channels, units, resolutions = [], [], []
         for i in range(1, n + 1):
             props = cfg["Channel Infos"][f"Ch{i}"].split(",")
@@ -276,7 +283,7 @@ def _parse_vhdr(path: Path) -> dict:
             units.append(props[3].replace(r"\1", ",") or "µV")
         fmt = cfg.get("Binary Infos", "BinaryFormat", fallback="IEEE_FLOAT_32")
         orient = common.get("DataOrientation", "MULTIPLEXED")
-    except (KeyError, ValueError, configparser.Error) as exc:
+    except (KeyError, ValueError, ZeroDivisionError, configparser.Error) as exc:
         raise RecordingError(f"{path}: malformed BrainVision header: {exc!r}") from None
     if common.get("DataFormat", "BINARY").upper() != "BINARY" or orient.upper() != "MULTIPLEXED":
         raise RecordingError(f"{path}: only BINARY MULTIPLEXED BrainVision data is supported")
@@ -297,7 +304,7 @@ def _parse_vhdr(path: Path) -> dict:
 def _parse_vmrk(path: Path) -> list[tuple[int, str]]:
     """``(sample, text)`` of every marker but the "New Segment" ones."""
     out = []
-    for line in _read_text(path).splitlines():
+    for line in _lines(_read_text(path)):
         m = re.match(r"^Mk\d+=(.*)$", line)
         if not m:
             continue
@@ -308,7 +315,7 @@ def _parse_vmrk(path: Path) -> list[tuple[int, str]]:
         if mtype == "New Segment":
             continue
         try:
-            sample = int(parts[2]) - 1
+            sample = max(0, int(parts[2]) - 1)
         except ValueError:
             continue
         out.append((sample, desc if mtype == "Comment" else f"{mtype}/{desc}"))
@@ -318,14 +325,16 @@ def _parse_vmrk(path: Path) -> list[tuple[int, str]]:
 def _parse_marker(path: Path) -> list[tuple[float, str]]:
     """``(ms, text)`` lines of a libmushu ``.marker`` file."""
     out = []
-    for line in _read_text(path).splitlines():
+    for line in _lines(_read_text(path)):
         if not line.strip():
             continue
         ms, _, text = line.partition(" ")
         try:
-            out.append((float(ms), text))
+            value = float(ms)
         except ValueError:
             continue  # a line cut by a crash
+        if math.isfinite(value):
+            out.append((value, text))
     return out
 
 
@@ -352,6 +361,8 @@ def read_brainvision(path: os.PathLike | str):
     if meta.exists():
         try:
             info = json.loads(_read_text(meta))
+            if not isinstance(info["Channels"], list):
+                raise TypeError("Channels is not a list")
             channels = [str(c) for c in info["Channels"]]
             fs = float(info["Sampling Frequency"])
             amp = str(info.get("Amp", ""))
@@ -371,6 +382,8 @@ def read_brainvision(path: os.PathLike | str):
     if not eeg.exists():
         raise RecordingError(f"{path}: data file {eeg} is missing")
     n_ch = len(channels)
+    if not n_ch or not (math.isfinite(fs) and fs > 0):
+        raise RecordingError(f"{path}: header has {n_ch} channels at {fs} Hz")
     raw = np.fromfile(eeg, dtype=dtype)
     n = len(raw) // n_ch
     data = raw[: n * n_ch].reshape(n, n_ch)

@@ -123,8 +123,9 @@ def test_base_names():
     assert ampkit.io.format_of("x.BDF") == "bdf"
 
 
-names = st.text(st.characters(blacklist_categories=("Cs", "Cc")), min_size=1, max_size=12)
-texts = st.text(st.characters(blacklist_categories=("Cs", "Cc")), max_size=30)
+names = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=12)
+texts = st.text(st.characters(blacklist_categories=("Cs",)), max_size=30) | st.sampled_from(
+    ["a\u2028b", "x\x1cy", "l1\r\nl2", "c,d", "Stimulus/S  1", "Comment/x", " lead"])
 
 
 @settings(max_examples=40, deadline=None,
@@ -170,3 +171,30 @@ def test_block_copy_protects_against_reused_buffers(tmp_path):
     rec.close()
     got = ampkit.io.read(tmp_path / "reuse").data
     assert (got[:10] == 1).all() and (got[10:] == 2).all()
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    which=st.sampled_from([".vhdr", ".vmrk", ".meta", ".marker", ".eeg"]),
+    flips=st.lists(st.tuples(st.integers(0, 10**5), st.integers(0, 255)), max_size=6),
+    cut=st.integers(0, 10**5),
+)
+def test_reader_fuzz_damaged_files(tmp_path_factory, which, flips, cut):
+    d = tmp_path_factory.mktemp("bvdamage")
+    w = BrainVisionWriter(d / "s", Header(["a", "b"], 100.0, [], "amp"))
+    w.write(np.ones((20, 2), np.float32), np.arange(20) / 100.0,
+            [Mark(3, 0.03, 0.03, "m, 1"), Mark(9, 0.09, 0.09, "Stimulus/S  2")])
+    w.close()
+    path = d / f"s{which}"
+    raw = bytearray(path.read_bytes())
+    raw = raw[: cut % (len(raw) + 1)]
+    for pos, value in flips:
+        if raw:
+            raw[pos % len(raw)] = value
+    path.write_bytes(bytes(raw))
+    try:
+        rec = ampkit.io.read(d / "s")
+    except RecordingError:
+        return
+    assert rec.data.ndim == 2 and rec.data.shape[1] == len(rec.channels)
+    assert all(s >= 0 for s, _, _ in rec.markers)
