@@ -21,6 +21,7 @@ import functools
 import logging
 import socket
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -54,7 +55,6 @@ __all__ = ["RDAAmp", "RDAReceiver"]
 
 logger = logging.getLogger("ampkit")
 
-_RECV_SIZE = 1 << 20
 _POLL = 0.1  # seconds a blocking call waits between looks at the stop flag
 _RECONNECT_INTERVAL = 0.5
 _BLOCK_MASK = 0xFFFFFFFF
@@ -86,9 +86,10 @@ class RDAReceiver:
         When the server goes away, reconnect (forever, every half second,
         until :meth:`close`) instead of ending with
         :class:`~ampkit.errors.ConnectionLostError`.
-    on_message : callable
-        ``on_message(message, arrival)`` for every message, in the reader
-        thread; ``arrival`` is the ``local_clock()`` time its last bytes came.
+    on_messages : callable
+        ``on_messages(messages, arrival)`` with the messages completed by
+        each read of the socket, in the reader thread; ``arrival`` is the
+        ``local_clock()`` time their last bytes came.
     on_connect : callable, optional
         ``on_connect(reconnected: bool)`` after each (re)connection.
     on_end : callable, optional
@@ -101,14 +102,14 @@ class RDAReceiver:
         port: int,
         timeout: float,
         reconnect: bool,
-        on_message: Callable[[Message, float], None],
+        on_messages: Callable[[list[Message], float], None],
         on_connect: Callable[[bool], None] | None = None,
         on_end: Callable[[], None] | None = None,
     ) -> None:
         self.host, self.port = host, port
         self.timeout = timeout
         self.reconnect = reconnect
-        self.on_message = on_message
+        self.on_messages = on_messages
         self.on_connect = on_connect
         self.on_end = on_end
         self.reconnects = 0
@@ -176,14 +177,14 @@ class RDAReceiver:
                 self.on_end()
 
     def _read(self, stop: threading.Event) -> None:
-        buf = bytearray(_RECV_SIZE)
-        view = memoryview(buf)
         parser = RDAParser()
         while not stop.is_set():
             sock = self._sock
             assert sock is not None
+            # Every byte goes straight into the parser's buffer for it (the
+            # header, then a buffer of the message's size): no copies.
             try:
-                n = sock.recv_into(buf)
+                n = sock.recv_into(parser.get_buffer())
                 reason = "the server closed the connection"
             except TimeoutError:
                 continue
@@ -206,11 +207,11 @@ class RDAReceiver:
                 continue
             arrival = local_clock()
             try:
-                messages = parser.feed(view[:n])
+                messages = parser.buffer_updated(n)
             except ProtocolError as exc:
                 raise ProtocolError(f"{self.name}: {exc.reason}", exc.offset) from None
-            for message in messages:
-                self.on_message(message, arrival)
+            if messages:
+                self.on_messages(messages, arrival)
             if parser.error is not None:
                 raise ProtocolError(f"{self.name}: {parser.error.reason}", parser.error.offset)
 
@@ -242,7 +243,7 @@ class RDAAmp(Amplifier):
 
     Attributes
     ----------
-    gaps : int
+    gap_count : int
         Discontinuities found since ``start()`` (each marked with a gap marker).
     lost_samples : int
         Estimated samples lost in them.
@@ -270,10 +271,10 @@ class RDAAmp(Amplifier):
         self.running = False
         self.reconnect = False
         self.buffer_seconds = 60.0
-        self.gaps = 0
+        self.gap_count = 0
         self.lost_samples = 0
         self._receiver: RDAReceiver | None = None
-        self._cond = threading.Condition()
+        self._cond = threading.Condition(threading.Lock())
         self._start: StartMessage | None = None
         self._failure: BaseException | None = None
         self._timestamps: np.ndarray | None = None
@@ -290,6 +291,8 @@ class RDAAmp(Amplifier):
         self._new_run = False
         self._stopped = False
         self._pending_lost = 0
+        self._overflow_logged = -1e9
+        self._overflow_dropped = self._overflow_markers = 0
 
     # -- configuration ---------------------------------------------------
 
@@ -356,7 +359,7 @@ class RDAAmp(Amplifier):
             self._failure = None
         receiver = RDAReceiver(
             self.host, self.port, self.timeout, self.reconnect,
-            self._on_message, self._on_connect, self._on_end,
+            self._on_messages, self._on_connect, self._on_end,
         )
         self._receiver = receiver.open()
         with self._cond:
@@ -414,7 +417,7 @@ class RDAAmp(Amplifier):
         with self._cond:
             self._queue.clear()
             self._queued = 0
-            self.gaps = self.lost_samples = 0
+            self.gap_count = self.lost_samples = 0
             self._pending_lost = 0
             self.running = True
         if self._receiver is not None:
@@ -446,10 +449,23 @@ class RDAAmp(Amplifier):
             if reconnected:
                 self._new_run = True
 
-    def _on_message(self, message: Message, arrival: float) -> None:
-        if isinstance(message, DataMessage):
-            self._on_data(message, arrival)
-        elif isinstance(message, StartMessage):
+    def _on_messages(self, messages: list[Message], arrival: float) -> None:
+        ready: list[list[Any]] = []
+        try:
+            for message in messages:
+                if isinstance(message, DataMessage):
+                    entry = self._on_data(message, arrival)
+                    if entry is not None:
+                        ready.append(entry)
+                else:
+                    self._on_control(message)
+        finally:
+            # One lock and one wake-up per read of the socket, not per block.
+            if ready:
+                self._enqueue(ready)
+
+    def _on_control(self, message: Message) -> None:
+        if isinstance(message, StartMessage):
             with self._cond:
                 old = self._start
                 if old is not None and not old.same_layout(message) and self.running:
@@ -461,6 +477,7 @@ class RDAAmp(Amplifier):
                 if old is not None and not old.same_layout(message):
                     self._reset_stream()
                 self._start = message
+                self._res32 = message.resolutions.astype(np.float32)
                 if self._last_block is not None:
                     self._new_run = True
                 self._cond.notify_all()
@@ -496,7 +513,10 @@ class RDAAmp(Amplifier):
             return max(1, round((first - self._last_time) * fs) - 1)
         return skipped * self._last_points
 
-    def _on_data(self, block: DataMessage, arrival: float) -> None:
+    def _on_data(self, block: DataMessage, arrival: float) -> list[Any] | None:
+        """Check a block's continuity and stamp it; return its queue entry
+        ``[µV data, timestamps, [(row, text)...], samples lost before]``
+        (None while not running, or for an empty block)."""
         start = self._start
         assert start is not None  # the parser refuses data before a start message
         n = block.points
@@ -512,7 +532,7 @@ class RDAAmp(Amplifier):
         self._last_block = block.block
         if n == 0:
             self._pending_lost += lost
-            return
+            return None
         self._last_points = n
         lost += self._pending_lost
         self._pending_lost = 0
@@ -524,40 +544,51 @@ class RDAAmp(Amplifier):
         stamps = stamps[lost:]
         self._last_time = float(stamps[-1])
         if not self.running:
-            return
-        res = start.resolutions
-        if block.data.dtype == np.float32 and np.all(res == 1.0):
-            data = block.data
-        else:
-            data = np.multiply(block.data, res.astype(np.float32), dtype=np.float32)
-        markers: list[tuple[float, str]] = [(float(m.position), m.text) for m in block.markers]
+            return None
+        if lost:
+            self.gap_count += 1
+            self.lost_samples += lost
+        # Raw samples (a view of the message's buffer); get_data() scales them
+        # to µV while it copies them into the returned array, in one pass.
+        return [block.data, stamps, [(m.position, m.text) for m in block.markers], lost]
+
+    def _enqueue(self, entries: list[list[Any]]) -> None:
+        start = self._start
+        assert start is not None
         with self._cond:
-            if lost:
-                self.gaps += 1
-                self.lost_samples += lost
-                markers.insert(0, (0.0, GAP_MARKER.format(n=lost)))
-            self._queue.append([data, stamps, markers])
-            self._queued += n
-            limit = max(int(self.buffer_seconds * fs), n)
+            if not self.running:
+                return
+            self._queue.extend(entries)
+            self._queued += sum(len(entry[0]) for entry in entries)
+            limit = max(int(self.buffer_seconds * start.fs), len(entries[-1][0]))
             if self._queued > limit:
                 self._overflow(limit)
             self._cond.notify_all()
 
     def _overflow(self, limit: int) -> None:
+        """Drop the oldest blocks down to ``limit`` samples; the new oldest
+        block carries the gap (including gaps the dropped blocks carried)."""
         dropped = dropped_markers = 0
         while self._queued > limit:
-            data, _, markers = self._queue.popleft()
-            dropped += len(data)
-            dropped_markers += sum(1 for _, text in markers if not text.startswith("ampkit/gap"))
+            data, _, markers, lost = self._queue.popleft()
+            dropped += lost + len(data)
+            dropped_markers += len(markers)
             self._queued -= len(data)
-        self.gaps += 1
+        self._queue[0][3] += dropped
+        self.gap_count += 1
         self.lost_samples += dropped
-        self._queue[0][2].insert(0, (0.0, GAP_MARKER.format(n=dropped)))
-        logger.warning(
-            "RDA %s:%d: buffer of %g s full (get_data() not called often enough): "
-            "dropped the oldest %d samples and %d markers",
-            self.host, self.port, self.buffer_seconds, dropped, dropped_markers,
-        )
+        self._overflow_dropped += dropped
+        self._overflow_markers += dropped_markers
+        now = local_clock()
+        if now - self._overflow_logged >= 1.0:
+            logger.warning(
+                "RDA %s:%d: buffer of %g s full (get_data() not called often enough): "
+                "dropped the oldest %d samples and %d markers",
+                self.host, self.port, self.buffer_seconds,
+                self._overflow_dropped, self._overflow_markers,
+            )
+            self._overflow_logged = now
+            self._overflow_dropped = self._overflow_markers = 0
 
     # -- reading ---------------------------------------------------------
 
@@ -581,6 +612,10 @@ class RDAAmp(Amplifier):
             raise StateError("get_data() before start()")
         receiver = self._receiver
         assert receiver is not None and self._start is not None
+        # Let the reader thread have the GIL first: a caller reading in a
+        # tight loop would otherwise keep it for the whole switch interval
+        # (5 ms) while the socket fills and the server stalls.
+        time.sleep(0)
         with self._cond:
             if not self._queue:
                 self._cond.wait_for(lambda: self._queue or not receiver.alive, _POLL)
@@ -595,13 +630,20 @@ class RDAAmp(Amplifier):
         period_ms = 1000.0 / self._start.fs
         markers: list[Marker] = []
         row = 0
-        for data, _, block_markers in blocks:
-            markers.extend((float((row + pos) * period_ms), text) for pos, text in block_markers)
+        for data, _, block_markers, lost in blocks:
+            if lost:
+                markers.append((row * period_ms, GAP_MARKER.format(n=lost)))
+            markers.extend(((row + pos) * period_ms, text) for pos, text in block_markers)
             row += len(data)
+        data = np.empty((row, n_channels), np.float32)
+        res = self._res32
+        row = 0
+        for raw, *_ in blocks:
+            np.multiply(raw, res, out=data[row : row + len(raw)])
+            row += len(raw)
         if len(blocks) == 1:
-            data, self._timestamps = blocks[0][0], blocks[0][1]
+            self._timestamps = blocks[0][1]
         else:
-            data = np.concatenate([b[0] for b in blocks])
             self._timestamps = np.concatenate([b[1] for b in blocks])
         return data, markers
 

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import math
 import struct
+import sys
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -218,6 +219,34 @@ class UnknownMessage:
 Message = StartMessage | DataMessage | StopMessage | UnknownMessage
 
 
+class _BufferPool:
+    """Message buffers, reused once nothing refers to them any more.
+
+    Data messages hand out views of their buffer, so a buffer is free again
+    only when every view is gone; CPython's reference count tells. Reusing
+    buffers keeps a long stream from faulting fresh pages in for every
+    message (which halves throughput); elsewhere every buffer is new.
+    """
+
+    def __init__(self, keep: int = 64) -> None:
+        self._keep = keep
+        self._buffers: list[np.ndarray] = []
+        self._refcount = getattr(sys, "getrefcount", None)
+
+    def get(self, n: int) -> np.ndarray:
+        """A writable uint8 array of ``n`` bytes."""
+        refcount = self._refcount
+        if refcount is not None:
+            for buf in self._buffers:
+                # Free when only the list, this loop and the call refer to it.
+                if len(buf) >= n and refcount(buf) <= 3:
+                    return buf[:n]
+        buf = np.empty(n + n // 8 + 4096, np.uint8)
+        if refcount is not None and len(self._buffers) < self._keep:
+            self._buffers.append(buf)
+        return buf[:n]
+
+
 class RDAParser:
     """Incremental parser of an RDA byte stream.
 
@@ -230,6 +259,12 @@ class RDAParser:
     returns those messages and keeps the error in :attr:`error` for the next
     call, so no valid message is lost to a later fault.
 
+    Each message body is collected in a buffer of its own, allocated once
+    its header (and so its size) is known; the sample arrays of data messages
+    are views of that buffer, not copies. A transport can also receive
+    straight into it (the pattern of :class:`asyncio.BufferedProtocol`):
+    ``sock.recv_into(parser.get_buffer())`` then ``parser.buffer_updated(n)``.
+
     Parameters
     ----------
     max_message_size : int
@@ -240,7 +275,8 @@ class RDAParser:
     start : StartMessage or None
         The layout in force (None before the first start and after a stop).
     offset : int
-        Bytes of the stream consumed so far (the offset of the next message).
+        Stream offset of the message being received (bytes of the stream in
+        complete messages so far).
     error : ProtocolError or None
         The error that broke the stream, once found.
 
@@ -256,7 +292,12 @@ class RDAParser:
         self.max_message_size = int(max_message_size)
         self.start: StartMessage | None = None
         self.offset = 0
-        self._buf = bytearray()
+        self._head = bytearray(HEADER_SIZE)
+        self._head_fill = 0
+        self._body: np.ndarray | None = None  # uint8, set while a body is being received
+        self._body_fill = 0
+        self._type = 0
+        self._pool = _BufferPool()
         self._error: ProtocolError | None = None
 
     @property
@@ -266,8 +307,45 @@ class RDAParser:
 
     @property
     def buffered(self) -> int:
-        """Bytes received but not yet part of a complete message."""
-        return len(self._buf)
+        """Bytes received of the message not yet complete."""
+        return self._head_fill + self._body_fill
+
+    def get_buffer(self) -> memoryview:
+        """Where the next bytes of the stream go: the rest of the current header
+        or message body (never empty). Fill a prefix, then call
+        :meth:`buffer_updated`."""
+        if self._error is not None:
+            raise self._error
+        if self._body is None:
+            return memoryview(self._head)[self._head_fill :]
+        return memoryview(self._body)[self._body_fill :]
+
+    def buffer_updated(self, nbytes: int) -> list[Message]:
+        """Account for ``nbytes`` written at the start of :meth:`get_buffer`'s
+        view; return the message they complete, if any.
+
+        Raises
+        ------
+        ampkit.errors.ProtocolError
+            As :meth:`feed`.
+        """
+        if self._error is not None:
+            raise self._error
+        messages: list[Message] = []
+        try:
+            if self._body is None:
+                self._head_fill += nbytes
+                self._check_head()
+                if self._head_fill == HEADER_SIZE:
+                    self._start_body(messages)
+            else:
+                self._body_fill += nbytes
+                if self._body_fill == len(self._body):
+                    self._finish_body(messages)
+        except ProtocolError as exc:
+            self._error = exc
+            raise
+        return messages
 
     def feed(self, data: bytes | bytearray | memoryview) -> list[Message]:
         """Add bytes; return the messages they complete, in stream order.
@@ -280,48 +358,66 @@ class RDAParser:
         """
         if self._error is not None:
             raise self._error
-        buf = self._buf
-        buf += data
+        view = memoryview(data).cast("B")
+        end = len(view)
+        i = 0
         messages: list[Message] = []
-        pos = 0
-        end = len(buf)
         try:
-            while end - pos >= HEADER_SIZE:
-                guid, size, mtype = _HEADER.unpack_from(buf, pos)
-                where = self.offset + pos
-                if guid != GUID:
-                    raise ProtocolError(f"bad RDA GUID {guid.hex()}", where)
-                if size < HEADER_SIZE:
-                    raise ProtocolError(f"nSize {size} is smaller than the 24-byte header", where)
-                if size > self.max_message_size:
-                    raise ProtocolError(
-                        f"nSize {size} is over the limit of {self.max_message_size} bytes", where
-                    )
-                if end - pos < size:
-                    break
-                body = memoryview(buf)[pos + HEADER_SIZE : pos + size]
-                try:
-                    messages.append(self._parse(mtype, body, where))
-                finally:
-                    body.release()
-                pos += size
-            if end - pos < HEADER_SIZE and end > pos:
-                # Fail fast on a wrong GUID rather than wait for a whole header.
-                head = bytes(buf[pos : min(end, pos + 16)])
-                if head != GUID[: len(head)]:
-                    raise ProtocolError(f"bad RDA GUID (starts {head.hex()})", self.offset + pos)
+            while i < end:
+                if self._body is None:
+                    fill = self._head_fill
+                    take = min(HEADER_SIZE - fill, end - i)
+                    self._head[fill : fill + take] = view[i : i + take]
+                    self._head_fill = fill + take
+                    i += take
+                    self._check_head()
+                    if self._head_fill == HEADER_SIZE:
+                        self._start_body(messages)
+                else:
+                    body, fill = self._body, self._body_fill
+                    take = min(len(body) - fill, end - i)
+                    body[fill : fill + take] = view[i : i + take]
+                    self._body_fill = fill + take
+                    i += take
+                    if self._body_fill == len(body):
+                        self._finish_body(messages)
         except ProtocolError as exc:
             self._error = exc
             if not messages:
                 raise
-            return messages  # the error waits for the next call
-        del buf[:pos]
-        self.offset += pos
-        return messages
+        return messages  # an error after messages waits for the next call
 
-    def _parse(self, mtype: int, body: memoryview, where: int) -> Message:
+    def _check_head(self) -> None:
+        # Fail fast on a wrong GUID rather than wait for a whole header.
+        n = min(self._head_fill, 16)
+        if self._head[:n] != GUID[:n]:
+            raise ProtocolError(f"bad RDA GUID (starts {bytes(self._head[:n]).hex()})", self.offset)
+
+    def _start_body(self, messages: list[Message]) -> None:
+        _, size, mtype = _HEADER.unpack(self._head)
+        if size < HEADER_SIZE:
+            raise ProtocolError(f"nSize {size} is smaller than the 24-byte header", self.offset)
+        if size > self.max_message_size:
+            raise ProtocolError(
+                f"nSize {size} is over the limit of {self.max_message_size} bytes", self.offset
+            )
+        self._type = mtype
+        self._body = self._pool.get(size - HEADER_SIZE)
+        self._body_fill = 0
+        if size == HEADER_SIZE:
+            self._finish_body(messages)
+
+    def _finish_body(self, messages: list[Message]) -> None:
+        body = self._body
+        assert body is not None
+        messages.append(self._parse(self._type, body, self.offset))
+        self.offset += HEADER_SIZE + len(body)
+        self._body = None
+        self._head_fill = self._body_fill = 0
+
+    def _parse(self, mtype: int, body: np.ndarray, where: int) -> Message:
         if mtype == TYPE_START:
-            self.start = _parse_start(body, where)
+            self.start = _parse_start(memoryview(body), where)
             return self.start
         if mtype in _DTYPES:
             if self.start is None:
@@ -330,7 +426,7 @@ class RDAParser:
         if mtype == TYPE_STOP:
             self.start = None
             return StopMessage()
-        return UnknownMessage(mtype, bytes(body))
+        return UnknownMessage(mtype, body.tobytes())
 
 
 def _parse_start(body: memoryview, where: int) -> StartMessage:
@@ -360,7 +456,7 @@ def _parse_start(body: memoryview, where: int) -> StartMessage:
 
 
 def _parse_data(
-    body: memoryview, dtype: np.dtype, start: StartMessage, where: int
+    body: np.ndarray, dtype: np.dtype, start: StartMessage, where: int
 ) -> DataMessage:
     if len(body) < _DATA.size:
         raise ProtocolError(f"data message truncated: {len(body)} body bytes", where)
@@ -374,8 +470,10 @@ def _parse_data(
             f"but the message holds {room}: it does not match the start message",
             where,
         )
-    data = np.frombuffer(body, dtype, points * n_channels, _DATA.size)
-    data = data.reshape(points, n_channels).astype(dtype.newbyteorder("="))
+    # A view of the message's own buffer: no copy (writable, owned by nobody else).
+    data = np.frombuffer(body, dtype, points * n_channels, _DATA.size).reshape(points, n_channels)
+    if not dtype.isnative:
+        data = data.astype(dtype.newbyteorder("="))
     pos = _DATA.size + nbytes
     left = len(body) - pos
     if n_markers * _MARKER.size > left:
@@ -394,7 +492,7 @@ def _parse_data(
             raise ProtocolError(
                 f"data block {block}: marker nSize {size} outside 16..{left}", where + 24 + pos
             )
-        strings = bytes(body[pos + _MARKER.size : pos + size]).split(b"\0")
+        strings = body[pos + _MARKER.size : pos + size].tobytes().split(b"\0")
         mtype = _decode_text(strings[0])
         desc = _decode_text(strings[1]) if len(strings) > 1 else ""
         markers.append(RDAMarker(position, mtype, desc, mpoints or 1, channel))

@@ -86,7 +86,7 @@ def test_exact_samples_and_markers_joining_mid_recording(dtype):
     assert k0 > 0 and k0 % BLOCK == 0  # joined mid-recording, at a block boundary
     assert len(markers) >= 10
     assert markers[0][1].startswith("Stimulus/S ")
-    assert amp.gaps == 0 and amp.lost_samples == 0
+    assert amp.gap_count == 0 and amp.lost_samples == 0
 
 
 def test_decorated_amp_places_markers_on_their_samples():
@@ -138,7 +138,7 @@ def test_dropped_blocks_are_counted_and_marked(caplog):
     jumps = np.flatnonzero(np.diff(counter) != 1) + 1
     assert list(jumps) == [jumps[0]] and counter[jumps[0]] - counter[jumps[0] - 1] == 31
     assert (jumps[0], GAP_MARKER.format(n=30)) in markers
-    assert amp.gaps == 1 and amp.lost_samples == 30
+    assert amp.gap_count == 1 and amp.lost_samples == 30
     assert "30 samples lost" in caplog.text
     check_run(sim, data, markers, row0=jumps[0])
     assert sim.blocks_dropped == 3
@@ -160,7 +160,7 @@ def test_restart_continues_with_a_gap_marker():
     assert counter[restart] == 0  # the new recording starts from sample 0
     gaps = [(r, t) for r, t in markers if t.startswith("ampkit/gap")]
     assert len(gaps) == 1 and gaps[0][0] == restart
-    assert amp.gaps == 1
+    assert amp.gap_count == 1
     check_run(sim, data, markers, first=0, row0=restart)
 
 
@@ -229,7 +229,7 @@ def test_reconnect_marks_the_gap_after_a_cut_and_a_new_server():
     assert gaps[0] == (cut, GAP_MARKER.format(n=lost)) and lost > 0
     assert gaps[1][0] == new and counter[new] < counter[new - 1]  # a new recording
     assert int(gaps[1][1].split()[-1]) >= 0.2 * FS  # the server was away for 0.3 s
-    assert amp.gaps == 2
+    assert amp.gap_count == 2
     check_run(sim, data, markers, row0=new)
 
 
@@ -241,7 +241,7 @@ def test_slow_reader_loses_nothing_within_the_buffer():
         data, markers = collect(amp, 500)
         amp.stop()
     check_run(sim, data, markers)
-    assert amp.gaps == 0
+    assert amp.gap_count == 0
 
 
 def test_buffer_overflow_is_counted_logged_and_marked(caplog):
@@ -253,7 +253,7 @@ def test_buffer_overflow_is_counted_logged_and_marked(caplog):
         amp.stop()
     assert len(data) <= 0.1 * FS + BLOCK
     assert markers[0][0] == 0 and markers[0][1].startswith("ampkit/gap ")
-    assert amp.gaps >= 1 and amp.lost_samples >= 300
+    assert amp.gap_count >= 1 and amp.lost_samples >= 300
     assert "buffer of 0.1 s full" in caplog.text
 
 

@@ -1,0 +1,256 @@
+"""Throughput of the ``rda`` driver against the raw limit of the same stream.
+
+The RDA simulator runs in a separate process (``ampkit.sim.rda``), in burst
+mode: it sends float32 data blocks of 500 samples (with markers) as fast as
+the connected client takes them. In the same run, for 64, 256 and 1024
+channels, two clients take the stream in turns for ``--seconds`` each:
+
+(a) the raw limit: a bare socket loop, ``recv_into`` a preallocated buffer,
+    message framing by hand and ``numpy.frombuffer`` on the samples (no
+    scaling, no copies, no timestamps);
+(b) ampkit: ``ampkit.get_amp('rda')`` (decorated), started with the default
+    recording on (``start(filename=...)``; ``--no-record`` to leave it off),
+    read with ``get_data()`` in a loop.
+
+Both check that no sample is lost (nBlock continuity for (a); channel 0 of
+the simulator is a sample counter, checked across every (b) read, plus the
+driver's gap count). The figure is channel-samples per second sustained with
+zero loss, and the ratio (b)/(a). Goal: (b) >= 0.8 (a).
+
+Then (c), a realistic load: the simulator paced at 256 channels x 25 kHz
+float32 with 10 markers/s (20 ms blocks), read by the decorated driver with
+recording on; the CPU time of this whole process (reader thread, decorator,
+recorder thread, main loop) over the wall time, in % of one core.
+Goal: < 10 %.
+
+Run: ``python benchmarks/bench_rda.py [--seconds 3] [--repeats 2] [--no-record]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+import ampkit
+from ampkit.errors import ConfigurationError
+from ampkit.sim.rda import COUNTER_MODULUS
+
+ROOT = Path(__file__).resolve().parent.parent
+SERVER = r"""
+import sys
+from ampkit.sim.rda import RDASimulator
+channels, fs, block, realtime, rate = sys.argv[1:6]
+sim = RDASimulator(port=0, channels=int(channels), fs=float(fs), block_size=int(block),
+                   realtime=realtime == "1", marker_rate=float(rate), resolution=0.1)
+sim.start()
+print(sim.port, flush=True)
+sys.stdin.read()
+sim.stop()
+"""
+BLOCK = 500
+FS = 25000.0
+
+
+class Server:
+    """The simulator in its own process; its port is read from its stdout."""
+
+    def __init__(self, channels: int, fs: float, realtime: bool, marker_rate: float) -> None:
+        args = [str(channels), str(fs), str(BLOCK), "1" if realtime else "0", str(marker_rate)]
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", SERVER, *args],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT,
+        )
+        self.port = int(self.proc.stdout.readline())
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait(10)
+
+
+def raw_client(port: int, seconds: float) -> tuple[float, int]:
+    """(a): channel-samples/s of a bare recv_into + frombuffer loop, and blocks lost."""
+    sock = socket.create_connection(("127.0.0.1", port))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    head = bytearray(24)
+    body = bytearray(1 << 26)
+    hv, bv = memoryview(head), memoryview(body)
+
+    def read_exactly(view: memoryview, n: int) -> None:
+        got = 0
+        while got < n:
+            k = sock.recv_into(view[got:n])
+            if not k:
+                raise ConnectionError("server closed")
+            got += k
+
+    n_channels = 0
+    samples = lost = 0
+    last = t0 = None
+    try:
+        while True:
+            read_exactly(hv, 24)
+            size, mtype = struct.unpack_from("<II", head, 16)
+            read_exactly(bv, size - 24)
+            if mtype == 1:
+                n_channels = struct.unpack_from("<I", body)[0]
+            elif mtype in (2, 4):
+                block, points, _ = struct.unpack_from("<III", body)
+                dtype = np.float32 if mtype == 4 else np.int16
+                data = np.frombuffer(body, dtype, points * n_channels, 12)
+                data = data.reshape(points, n_channels)
+                if last is not None and block != last + 1:
+                    lost += block - last - 1
+                last = block
+                if t0 is None:
+                    t0 = time.perf_counter()
+                    continue
+                samples += len(data)
+                if time.perf_counter() - t0 >= seconds:
+                    break
+    finally:
+        sock.close()
+    return samples * n_channels / (time.perf_counter() - t0), lost
+
+
+def open_amp(port: int, filename: str | None) -> tuple[ampkit.AmpDecorator, bool]:
+    amp = ampkit.get_amp("rda", port=port)
+    if filename is None:
+        amp.start()
+        return amp, False
+    try:
+        amp.start(filename=filename)
+        return amp, True
+    except ConfigurationError as exc:  # recording not in this version of ampkit
+        print(f"   (recording unavailable: {exc}; measuring without)")
+        amp.start()
+        return amp, False
+
+
+class LossCheck:
+    """Channel 0 of the simulator counts samples: every read must continue it."""
+
+    def __init__(self) -> None:
+        self.next: int | None = None
+        self.breaks = 0
+
+    def __call__(self, data: np.ndarray) -> None:
+        if not len(data):
+            return
+        first = round(float(data[0, 0]) / 0.1)
+        if self.next is not None and first != self.next:
+            self.breaks += 1
+        last = round(float(data[-1, 0]) / 0.1)
+        if (first + len(data) - 1) % COUNTER_MODULUS != last:
+            self.breaks += 1
+        self.next = (last + 1) % COUNTER_MODULUS
+
+
+def driver_client(port: int, seconds: float, filename: str | None) -> tuple[float, int, bool]:
+    """(b): channel-samples/s through the decorated driver; (rate, losses, recorded)."""
+    amp, recorded = open_amp(port, filename)
+    check = LossCheck()
+    n_channels = len(amp.get_channels())
+    try:
+        data, _ = amp.get_data()
+        while not len(data):
+            data, _ = amp.get_data()
+        check(data)
+        t0 = time.perf_counter()
+        samples = 0
+        while time.perf_counter() - t0 < seconds:
+            data, _ = amp.get_data()
+            check(data)
+            samples += len(data)
+        elapsed = time.perf_counter() - t0
+        losses = check.breaks + amp.amp.gap_count
+    finally:
+        amp.stop()
+        amp.close()
+    return samples * n_channels / elapsed, losses, recorded
+
+
+def realistic_cpu(seconds: float, filename: str | None) -> tuple[float, int, int, bool]:
+    """(c): % of one core for 256 ch x 25 kHz float32 with markers, paced."""
+    server = Server(256, FS, realtime=True, marker_rate=10.0)
+    try:
+        amp, recorded = open_amp(server.port, filename)
+        check = LossCheck()
+        samples = markers = 0
+        try:
+            amp.get_data()
+            cpu0, t0 = time.process_time(), time.perf_counter()
+            while time.perf_counter() - t0 < seconds:
+                data, block_markers = amp.get_data()
+                check(data)
+                samples += len(data)
+                markers += len(block_markers)
+            cpu = (time.process_time() - cpu0) / (time.perf_counter() - t0)
+            losses = check.breaks + amp.amp.gap_count
+        finally:
+            amp.stop()
+            amp.close()
+    finally:
+        server.close()
+    return 100 * cpu, losses, markers, recorded
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seconds", type=float, default=3.0, help="per measurement")
+    parser.add_argument("--repeats", type=int, default=2, help="alternating rounds (median)")
+    parser.add_argument("--no-record", action="store_true", help="(b), (c) without recording")
+    parser.add_argument("--channels", type=int, nargs="+", default=[64, 256, 1024])
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="bench_rda_") as tmp:
+        def target(tag: str) -> str | None:
+            return None if args.no_record else str(Path(tmp) / tag / "rec")
+
+        print(f"RDA throughput, float32, {BLOCK}-sample blocks, burst-mode simulator "
+              f"in its own process; {args.seconds:g} s per measurement, "
+              f"median of {args.repeats}")
+        print(f"{'channels':>8} {'(a) raw ch-samples/s':>22} {'(b) ampkit ch-samples/s':>24} "
+              f"{'(b)/(a)':>8}  loss(a/b)  recording")
+        for channels in args.channels:
+            server = Server(channels, FS, realtime=False, marker_rate=10.0)
+            raws, amps, lost_a, lost_b, recorded = [], [], 0, 0, False
+            try:
+                for i in range(args.repeats):
+                    rate, lost = raw_client(server.port, args.seconds)
+                    raws.append(rate)
+                    lost_a += lost
+                    name = target(f"b{channels}_{i}")
+                    if name:
+                        Path(name).parent.mkdir()
+                    rate, lost, recorded = driver_client(server.port, args.seconds, name)
+                    amps.append(rate)
+                    lost_b += lost
+                    if name:
+                        for f in Path(name).parent.iterdir():
+                            f.unlink()
+            finally:
+                server.close()
+            a, b = statistics.median(raws), statistics.median(amps)
+            print(f"{channels:>8} {a:>22.3e} {b:>24.3e} {b / a:>8.2f}  {lost_a:>4}/{lost_b:<4}  "
+                  f"{'on' if recorded else 'off'}")
+
+        name = target("c")
+        if name:
+            Path(name).parent.mkdir()
+        cpu, losses, markers, recorded = realistic_cpu(max(args.seconds, 5.0), name)
+        print(f"(c) 256 ch x 25 kHz float32, 10 markers/s, paced, decorated, recording "
+              f"{'on' if recorded else 'off'}: {cpu:.1f} % of one core "
+              f"(goal < 10 %); {losses} losses, {markers} markers")
+
+
+if __name__ == "__main__":
+    main()
