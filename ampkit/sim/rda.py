@@ -164,8 +164,8 @@ class RDASimulator:
         block_size = check_positive_int("block_size", block_size)
         if str(dtype) not in ("float32", "int16"):
             raise ConfigurationError(f"dtype must be 'float32' or 'int16', got {dtype!r}")
-        if isinstance(resolution, Sequence):
-            res = [check_positive_number("resolution", r) for r in resolution]
+        if np.ndim(resolution) > 0:  # a list or an array: one per channel
+            res = [check_positive_number("resolution", r) for r in np.asarray(resolution).tolist()]
             if len(res) != len(names):
                 raise ConfigurationError(
                     f"{len(res)} resolutions for {len(names)} channels"
