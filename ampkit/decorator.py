@@ -288,20 +288,21 @@ class AmpDecorator(Amplifier):
         """Create the services asked for; each pops the options it owns."""
         services: list[Service] = []
         overwrite = bool(options.pop("overwrite", False))
+        from ampkit.markers import MarkerServers
+
+        # First: a busy marker port must fail before any recording file exists.
+        servers = MarkerServers.from_options(self.add_marker, options, self.name)
+        if servers is not None:
+            services.append(servers)
         if filename is not None:
             from ampkit.io.recorder import Recorder
 
-            services.append(Recorder(self, filename, overwrite=overwrite))
-        try:
-            from ampkit.markers import MarkerServers
-
-            servers = MarkerServers.from_options(self.add_marker, options, self.name)
-        except BaseException:
-            for service in services:
-                service.close()
-            raise
-        if servers is not None:
-            services.append(servers)
+            try:
+                services.append(Recorder(self, filename, overwrite=overwrite))
+            except BaseException:
+                for service in services:
+                    service.close()
+                raise
         try:
             from ampkit.lsl import publisher_from_options  # loads pylsl only when asked
 
