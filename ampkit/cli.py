@@ -248,6 +248,45 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sim_rda(args: argparse.Namespace) -> int:
+    """Serve the RDA simulator (BrainVision Recorder's side) until Ctrl-C or --duration."""
+    from ampkit.sim.rda import RDASimulator
+
+    sim = RDASimulator(
+        host=args.host, port=args.port, channels=args.channels, fs=args.fs,
+        block_size=args.block_size, dtype="int16" if args.int16 else "float32",
+        resolution=args.resolution, marker_rate=args.marker_rate, preamble=args.preamble,
+    )
+    stopping = False
+
+    def on_signal(signum, frame):  # noqa: ARG001
+        nonlocal stopping
+        stopping = True
+
+    try:
+        sim.start()
+    except OSError as exc:
+        raise ConfigurationError(f"cannot listen on {sim.host}:{sim.port}: {exc}") from None
+    old = signal.signal(signal.SIGTERM, on_signal)
+    print(
+        f"RDA server on {sim.host}:{sim.port}: {len(sim.channels)} channels, {sim.fs:g} Hz, "
+        f"{sim.dtype}; connect with ampkit.get_amp('rda', port={sim.port}). Ctrl-C stops.",
+        flush=True,
+    )
+    t0 = local_clock()
+    try:
+        while not stopping and (args.duration is None or local_clock() - t0 < args.duration):
+            time.sleep(0.1)
+            sim.check()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, old)
+        sim.close()
+    print(f"sent {sim.blocks_sent} blocks", flush=True)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``ampkit`` command."""
     parser = argparse.ArgumentParser(
@@ -310,6 +349,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sim", help="run a device simulator")
     sims = p.add_subparsers(dest="device", metavar="DEVICE")
     # Each device simulator adds its parser to `sims` here.
+    q = sims.add_parser("rda", help="an RDA server (BrainVision Recorder's side) on TCP")
+    q.add_argument("--host", default="127.0.0.1", help="interface to listen on")
+    q.add_argument("--port", type=int, help="TCP port (default 51244, 51234 with --int16; 0: any)")
+    q.add_argument("--channels", type=int, default=32, help="number of channels (default 32)")
+    q.add_argument("--fs", type=float, default=1000.0, help="sampling rate in Hz (default 1000)")
+    q.add_argument("--block-size", type=int, help="samples per data message (default 20 ms)")
+    q.add_argument("--int16", action="store_true", help="send int16 samples (default float32)")
+    q.add_argument("--resolution", type=float, default=0.1, help="µV per unit (default 0.1)")
+    q.add_argument("--marker-rate", type=float, default=1.0, help="markers per second (0: none)")
+    q.add_argument("--preamble", action="store_true",
+                   help="send state/info/keep-alive/unknown messages before the start message")
+    q.add_argument("-d", "--duration", type=float, help="seconds to serve (default: until Ctrl-C)")
+    q.set_defaults(func=cmd_sim_rda)
     sims.required = True
     return parser
 

@@ -223,3 +223,38 @@ def test_start_recording_rejects_unknown_changes():
     with RDASimulator(port=0, channels=2) as sim:
         with pytest.raises(ConfigurationError, match="cannot change"):
             sim.start_recording(host="0.0.0.0")
+
+
+def test_cli_serves_until_duration_and_reports_a_busy_port():
+    import subprocess
+    import sys
+
+    from ampkit.drivers.rda import RDAAmp
+
+    cmd = [sys.executable, "-m", "ampkit.cli", "sim", "rda", "--port", "0", "--channels", "3",
+           "--fs", "500", "--int16", "-d", "3"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        port = int(line.split("127.0.0.1:")[1].split(":")[0])
+        with RDAAmp() as amp:
+            amp.configure(port=port)
+            assert amp.get_channels() == ["Ch1", "Ch2", "Ch3"]
+            assert amp.get_sampling_frequency() == 500
+            amp.start()
+            n = 0
+            while n < 50:
+                n += len(amp.get_data()[0])
+            amp.stop()
+            # The same port again: refused with a clear message, exit status 2.
+            busy = subprocess.run(
+                [sys.executable, "-m", "ampkit.cli", "sim", "rda", "--port", str(port)],
+                capture_output=True, text=True, timeout=30,
+            )
+        assert busy.returncode == 2 and f"cannot listen on 127.0.0.1:{port}" in busy.stderr
+        out, _ = proc.communicate(timeout=30)
+        assert proc.returncode == 0 and "sent" in out
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
