@@ -496,7 +496,10 @@ class Receiver:
 
     def _read_client(self, client: _Client) -> None:
         try:
-            data, anc, _, _ = client.sock.recvmsg(65536, self._ancbuf)
+            if self.kernel_stamps:
+                data, anc, _, _ = client.sock.recvmsg(65536, self._ancbuf)
+            else:  # no recvmsg on Windows
+                data, anc = client.sock.recv(65536), []
         except (BlockingIOError, InterruptedError):
             return
         except OSError as exc:
@@ -521,7 +524,10 @@ class Receiver:
     def _read_udp(self) -> None:
         for _ in range(256):
             try:
-                data, anc, _, addr = self.udp.recvmsg(65536, self._ancbuf)
+                if self.kernel_stamps:
+                    data, anc, _, addr = self.udp.recvmsg(65536, self._ancbuf)
+                else:
+                    (data, addr), anc = self.udp.recvfrom(65536), []
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:

@@ -118,7 +118,7 @@ def _busy(host: str, port: int, proto: str, exc: OSError) -> ConfigurationError:
     )
 
 
-def _bind(host: str, port: int) -> tuple[socket.socket, socket.socket]:
+def _bind(host: str, port: int, kernel_stamps: bool) -> tuple[socket.socket, socket.socket]:
     """Bind the TCP listener and the UDP socket (the same port when possible)."""
     try:
         infos = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM, 0, socket.AI_PASSIVE)
@@ -132,7 +132,7 @@ def _bind(host: str, port: int) -> tuple[socket.socket, socket.socket]:
             # Rebinding right after close (connections in TIME_WAIT); on Windows
             # this option would let two servers share a port, so not there.
             tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if marker_stamper.kernel_stamps_supported():
+        if kernel_stamps:
             # Stamp in the kernel from the start; accepted sockets inherit it.
             for sock in (tcp, udp):
                 sock.setsockopt(socket.SOL_SOCKET, marker_stamper.SO_TIMESTAMPNS, 1)
@@ -192,6 +192,9 @@ class MarkerServers:
         Let the receiving process ask for real-time scheduling where the
         system allows it (see :func:`ampkit.marker_stamper.try_realtime`):
         TCP stamps then stay exact on a busy machine.
+    kernel_stamps : bool
+        Use the kernel's receive timestamps where supported (Linux). False
+        stamps when the receiver reads a packet, as on other systems.
     name : str
         Shown in log messages.
 
@@ -223,6 +226,7 @@ class MarkerServers:
         max_clients: int = 256,
         stamping: str = "auto",
         realtime: bool = True,
+        kernel_stamps: bool = True,
         name: str = "ampkit",
     ) -> None:
         if not isinstance(host, str) or not host:
@@ -241,6 +245,7 @@ class MarkerServers:
             stamping = "process" if os.name == "posix" and not frozen else "thread"
         self.stamping = stamping
         self.want_realtime = bool(realtime)
+        self.kernel_stamps = bool(kernel_stamps) and marker_stamper.kernel_stamps_supported()
         self.realtime = False
         self.name = name
         self.addresses: dict[str, tuple[str, int]] = {}
@@ -288,7 +293,7 @@ class MarkerServers:
         """
         if self._worker is not None:
             raise StateError("marker servers already started")
-        tcp, udp = _bind(self.host, self.port)
+        tcp, udp = _bind(self.host, self.port, self.kernel_stamps)
         addresses = {"tcp": tuple(tcp.getsockname()[:2]), "udp": tuple(udp.getsockname()[:2])}
         if self.stamping == "process":
             try:
@@ -303,7 +308,7 @@ class MarkerServers:
             receiver = marker_stamper.Receiver(
                 tcp, udp, marker_stamper.CallbackSink(self._deliver, self.name),
                 max_line=self.max_line, max_clients=self.max_clients,
-                stop_event=worker.stop_event,
+                stop_event=worker.stop_event, kernel_stamps=self.kernel_stamps,
             )
             self.stamp_source = "kernel" if receiver.kernel_stamps else "user"
             self._worker = worker.start()
@@ -326,6 +331,7 @@ class MarkerServers:
             "--max-line", str(self.max_line), "--max-clients", str(self.max_clients),
             "--log-level", str(logger.getEffectiveLevel()),
             *([] if self.want_realtime else ["--no-realtime"]),
+            *([] if self.kernel_stamps else ["--no-kernel-stamps"]),
         ]
         try:
             # Not in a new session: with Linux's autogroup scheduling that would
@@ -341,7 +347,7 @@ class MarkerServers:
         decoder = marker_stamper.RecordDecoder()
         out = proc.stdout.fileno()  # type: ignore[union-attr]
         self._proc = proc
-        if marker_stamper.kernel_stamps_supported():
+        if self.kernel_stamps:
             # The sockets stamp every packet in the kernel from now on (set in
             # _bind), so markers that arrive while the child is starting keep
             # their true arrival times: no need to wait for it. A child that

@@ -26,7 +26,9 @@ from ampkit.errors import (
 from ampkit.marker_stamper import LineFramer, RecordDecoder, encode_record, split_datagram
 from ampkit.markers import MarkerClient, MarkerServers, default_port, send_marker
 
-MODES = ["process", "thread"]
+# (stamping, kernel_stamps): the default, the thread fallback, and the portable
+# path that stamps on reading (macOS, Windows) tried on this machine too.
+MODES = [("process", True), ("thread", True), ("process", False)]
 
 
 class Inbox:
@@ -54,10 +56,12 @@ class Inbox:
         raise AssertionError(f"missing {set(texts) - set(self.texts())}; got {self.texts()}")
 
 
-@pytest.fixture(params=MODES)
+@pytest.fixture(params=MODES, ids=["process", "thread", "process-user-stamps"])
 def servers(request):
     inbox = Inbox()
-    with MarkerServers(inbox, port=0, stamping=request.param, max_clients=32) as srv:
+    stamping, kernel = request.param
+    with MarkerServers(inbox, port=0, stamping=stamping, kernel_stamps=kernel,
+                       max_clients=32) as srv:
         srv.inbox = inbox
         yield srv
 
@@ -202,7 +206,8 @@ def test_tcp_and_udp_markers_are_stamped_when_sent(servers):
     for text, t_sent in sent.items():
         # Causal (kernel times converted to local_clock correctly) and prompt.
         assert t_sent - 1e-4 <= stamps[text] <= t_sent + 1.0, text
-    assert servers.stamp_source in ("kernel", "user")
+    expected = "kernel" if servers.kernel_stamps else "user"
+    assert servers.stamp_source == expected
 
 
 def test_lines_split_across_reads_and_crlf_and_multi_line_datagrams(servers):
@@ -649,3 +654,61 @@ def test_realtime_scheduling_is_reported_and_can_be_declined():
         send_marker("y", *srv.addresses["tcp"])
         inbox.wait_for("y")
         assert srv.realtime is allowed
+
+
+def test_a_busy_marker_port_leaves_no_recording_behind(tmp_path):
+    holder = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    holder.bind(("127.0.0.1", 0))
+    port = holder.getsockname()[1]
+    amp = ampkit.get_amp("random", fs=100, channels=1)
+    with holder, pytest.raises(ConfigurationError, match=f"{port} \\(udp\\)"):
+        amp.start(filename=str(tmp_path / "rec"), marker_port=port)
+    assert list(tmp_path.iterdir()) == []
+    assert not amp.running
+
+
+def test_ipv6_loopback():
+    try:
+        probe = socket.socket(socket.AF_INET6)
+        probe.bind(("::1", 0))
+        probe.close()
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    inbox = Inbox()
+    with MarkerServers(inbox, host="::1", port=0) as srv:
+        assert srv.addresses["tcp"][0] == "::1"
+        send_marker("six", "::1", srv.addresses["tcp"][1])
+        send_marker("six udp", "::1", srv.addresses["udp"][1], protocol="udp")
+        inbox.wait_for("six", "six udp")
+
+
+def test_record_command_takes_marker_options():
+    from ampkit.cli import main
+
+    assert main(["record", "random", "-c", "fs=100", "-d", "0.3", "--marker-port", "0"]) == 0
+    assert main(["record", "random", "-c", "fs=100", "-d", "0.3", "--marker-port", "off"]) == 0
+    assert main(["record", "random", "-d", "0.3", "--marker-port", "x"]) == 2
+
+
+@pytest.fixture(scope="module")
+def live():
+    inbox = Inbox()
+    with MarkerServers(inbox, port=0, stamping="thread", max_line=16) as srv:
+        srv.inbox = inbox
+        yield srv
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.binary(max_size=400), st.data())
+def test_a_live_server_frames_any_byte_stream_like_the_codec(live, blob, data):
+    blob += b"\n"
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(blob)), max_size=5)))
+    expected = [t for t, _ in LineFramer(16).feed(blob) if t is not None]
+    with live.inbox.lock:
+        live.inbox.items.clear()
+    with raw_tcp(live) as sock:
+        for start, end in zip([0, *cuts], [*cuts, len(blob)], strict=True):
+            sock.sendall(blob[start:end])
+        sock.sendall(b"END-7f3a\n")
+        live.inbox.wait_for("END-7f3a")
+    assert live.inbox.texts()[:-1] == expected
