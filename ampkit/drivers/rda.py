@@ -247,8 +247,6 @@ class RDAAmp(Amplifier):
         Discontinuities found since ``start()`` (each marked with a gap marker).
     lost_samples : int
         Estimated samples lost in them.
-    reconnects : int
-        Reconnections since ``start()``.
 
     Examples
     --------

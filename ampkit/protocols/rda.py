@@ -180,8 +180,9 @@ class DataMessage:
     ----------
     block : int
         The server's block counter (nBlock).
-    data : ndarray, shape (points, channels)
-        Raw samples (int16 or float32), not yet scaled by the resolutions.
+    data : ndarray
+        Raw samples, shape ``(points, channels)``, int16 or float32, not yet
+        scaled by the resolutions.
     markers : list of RDAMarker
     """
 
@@ -277,8 +278,6 @@ class RDAParser:
     offset : int
         Stream offset of the message being received (bytes of the stream in
         complete messages so far).
-    error : ProtocolError or None
-        The error that broke the stream, once found.
 
     Examples
     --------
@@ -561,8 +560,9 @@ def encode_data(block: int, data: np.ndarray, markers: Iterable[RDAMarker] = ())
     ----------
     block : int
         nBlock, the server's block counter.
-    data : ndarray, shape (points, channels), int16 or float32
-        Raw samples; the dtype selects the message type (2 or 4).
+    data : ndarray
+        Raw samples, shape ``(points, channels)``, int16 or float32; the
+        dtype selects the message type (2 or 4).
     markers : iterable of RDAMarker
     """
     data = np.asarray(data)

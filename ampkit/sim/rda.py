@@ -94,8 +94,6 @@ class RDASimulator:
     ----------
     port : int
         The port the server listens on.
-    address : tuple of (str, int)
-        ``(host, port)``.
     blocks_sent, blocks_dropped : int
         Data blocks sent (to at least one client, or produced while none was
         connected) and blocks withheld by :meth:`drop_blocks`.
@@ -200,8 +198,9 @@ class RDASimulator:
 
         Returns
         -------
-        ndarray, shape (n, channels), of the wire dtype
-            Multiply by :attr:`resolutions` for µV.
+        ndarray
+            Shape ``(n, channels)``, of the wire dtype; multiply by
+            :attr:`resolutions` for µV.
         """
         k = np.arange(first, first + n)
         out = self._table[k % _SINE_PERIOD]
