@@ -326,3 +326,42 @@ def test_random_bodies_behind_a_valid_header_only_raise_protocol_error(size, mty
     raw = head + GUID_BYTES + struct.pack("<II", size % 300, mtype) + body
     msgs, error = parse_all([raw], max_size=1 << 16)
     assert error is None or error >= 0
+
+
+@FUZZ
+@given(streams(), st.lists(st.integers(1, 5000), min_size=1, max_size=20))
+def test_receiving_into_the_parsers_buffers_parses_identically(messages, sizes):
+    # The transport's way: recv_into(parser.get_buffer()), then buffer_updated(n).
+    raw = b"".join(rda.encode(m) for m in messages)
+    parser = rda.RDAParser()
+    out, pos, i = [], 0, 0
+    while pos < len(raw):
+        target = parser.get_buffer()
+        assert len(target) > 0
+        n = min(len(target), sizes[i % len(sizes)], len(raw) - pos)
+        target[:n] = raw[pos : pos + n]
+        pos += n
+        i += 1
+        out += parser.buffer_updated(n)
+    assert same(out, messages)
+    assert parser.buffered == 0 and parser.offset == len(raw)
+
+
+def test_buffers_are_reused_only_when_no_message_refers_to_them():
+    start = rda.encode_start(["A", "B"], 1000.0, [1.0, 1.0])
+    blocks = [rda.encode_data(i, np.full((100, 2), i, np.int16)) for i in range(6)]
+    parser = rda.RDAParser()
+    parser.feed(start)
+    kept = [parser.feed(blocks[0])[0]]
+    for i, raw in enumerate(blocks[1:], 1):
+        msg = parser.feed(raw)[0]
+        kept.append(msg)
+        if i % 2:
+            kept.pop()  # drop some messages: their buffers may be reused
+    # Messages still referenced were never overwritten by later ones.
+    for msg in kept:
+        assert np.all(msg.data == msg.block)
+    # Messages dropped as they come: one buffer serves them all.
+    for i in range(50):
+        parser.feed(rda.encode_data(i, np.zeros((100, 2), np.int16)))
+    assert len(parser._pool._buffers) <= len(kept) + 2
