@@ -208,16 +208,19 @@ class PacketBatch:
         )
 
 
-def _decode(packets: np.ndarray) -> PacketBatch:
-    """Decode an ``(n, 33)`` uint8 array of framed packets."""
-    n = len(packets)
-    # Each 24-bit value into the top of a big-endian int32; the arithmetic
-    # shift back sign-extends it.
-    wide = np.zeros((n, 8, 4), np.uint8)
-    wide[:, :, :3] = packets[:, 2:26].reshape(n, 8, 3)
-    eeg = (wide.view(">i4")[:, :, 0] >> 8).astype(np.int32)
-    aux = packets[:, 26:32].copy().view(">i2").astype(np.int16)
-    return PacketBatch(packets[:, 1].copy(), eeg, aux, packets[:, 32].copy())
+def _decode(packets: bytes) -> PacketBatch:
+    """Decode consecutive framed packets (``len(packets)`` a multiple of 33)."""
+    n = len(packets) // PACKET_SIZE
+    # Strided views straight into the bytes. Each channel is read as the
+    # big-endian int32 that ends with its 3 bytes (the byte before belongs
+    # to the previous field); shifting left then arithmetically right by 8
+    # drops that byte and sign-extends the 24-bit value.
+    wide = np.ndarray((n, 8), ">i4", packets, 1, (PACKET_SIZE, 3))
+    eeg = ((wide << 8) >> 8).astype(np.int32)
+    aux = np.ndarray((n, 3), ">i2", packets, 26, (PACKET_SIZE, 2)).astype(np.int16)
+    sn = np.ndarray((n,), np.uint8, packets, 1, (PACKET_SIZE,)).copy()
+    footers = np.ndarray((n,), np.uint8, packets, 32, (PACKET_SIZE,)).copy()
+    return PacketBatch(sn, eeg, aux, footers)
 
 
 def encode_packets(
@@ -406,13 +409,10 @@ class PacketParser:
             batch = PacketBatch.empty()
         else:
             end = starts[-1] + PACKET_SIZE
-            view = np.frombuffer(buf, np.uint8, count=end)
-            if starts[0] == 0 and end == k * PACKET_SIZE:
-                packets = view.reshape(k, PACKET_SIZE).copy()
+            if end == k * PACKET_SIZE:  # no garbage among them: one slice
+                packets = bytes(buf[:end])
             else:
-                idx = np.asarray(starts)[:, None] + np.arange(PACKET_SIZE)
-                packets = view[idx]
-            del view  # release the export so the bytearray can shrink
+                packets = b"".join(buf[i : i + PACKET_SIZE] for i in starts)
             batch = _decode(packets)
             self.n_packets += k
         del buf[:pos]
