@@ -566,14 +566,19 @@ class RDAAmp(Amplifier):
     def _overflow(self, limit: int) -> None:
         """Drop the oldest blocks down to ``limit`` samples; the new oldest
         block carries the gap (including gaps the dropped blocks carried)."""
-        dropped = dropped_markers = 0
+        dropped = dropped_markers = carried = merged = 0
         while self._queued > limit:
             data, _, markers, lost = self._queue.popleft()
-            dropped += lost + len(data)
+            dropped += len(data)
+            carried += lost  # already counted when it was found
+            merged += lost > 0
             dropped_markers += len(markers)
             self._queued -= len(data)
-        self._queue[0][3] += dropped
-        self.gap_count += 1
+        head = self._queue[0]
+        merged += head[3] > 0
+        # The gaps met here become one: one marker, counted once.
+        self.gap_count += 1 - merged
+        head[3] += dropped + carried
         self.lost_samples += dropped
         self._overflow_dropped += dropped
         self._overflow_markers += dropped_markers

@@ -248,13 +248,20 @@ def test_buffer_overflow_is_counted_logged_and_marked(caplog):
     with make_sim() as sim, RDAAmp() as amp:
         amp.configure(port=sim.port, buffer_seconds=0.1)
         amp.start()
-        time.sleep(0.6)
-        data, markers = collect(amp, 50)
+        data1, m1 = collect(amp, 50)
+        time.sleep(0.6)  # 0.6 s of data for a 0.1 s buffer
+        data2, m2 = collect(amp, 50)
         amp.stop()
-    assert len(data) <= 0.1 * FS + BLOCK
-    assert markers[0][0] == 0 and markers[0][1].startswith("ampkit/gap ")
-    assert amp.gap_count >= 1 and amp.lost_samples >= 300
+    assert len(data2) <= 0.1 * FS + 2 * BLOCK
+    counter = np.round(np.concatenate([data1, data2])[:, 0] / RES[0]).astype(int)
+    lost = counter[len(data1)] - counter[len(data1) - 1] - 1
+    assert lost >= 300
+    # All overflows while nobody read are one gap: one marker, counted once.
+    assert m2[0] == (0, GAP_MARKER.format(n=lost))
+    assert [t for _, t in m2].count(m2[0][1]) == 1
+    assert amp.gap_count == 1 and amp.lost_samples == lost
     assert "buffer of 0.1 s full" in caplog.text
+    check_run(sim, data2, m2)
 
 
 def test_no_server_and_silent_server():
