@@ -287,6 +287,44 @@ def cmd_sim_rda(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sim_cyton(args: argparse.Namespace) -> int:
+    """Run the OpenBCI Cyton simulator on a pty; print the port path first."""
+    from ampkit.sim.cyton import CytonSimulator
+
+    try:
+        sim = CytonSimulator(daisy=args.daisy, fs=args.fs, garbage=args.garbage,
+                             drop=args.drop, seed=args.seed)
+    except (ValueError, OSError) as exc:
+        raise ConfigurationError(f"cannot start the Cyton simulator: {exc}") from None
+    stopping = False
+
+    def on_signal(signum, frame):  # noqa: ARG001
+        nonlocal stopping
+        stopping = True
+
+    old = signal.signal(signal.SIGTERM, on_signal)
+    sim.start()
+    print(sim.port, flush=True)
+    print(
+        f"OpenBCI Cyton{' + Daisy' if args.daisy else ''} on {sim.port}; connect with "
+        f"ampkit.get_amp('cyton', port='{sim.port}'{', daisy=True' if args.daisy else ''}). "
+        "Ctrl-C stops.",
+        file=sys.stderr, flush=True,
+    )
+    t0 = local_clock()
+    try:
+        while not stopping and (args.duration is None or local_clock() - t0 < args.duration):
+            time.sleep(0.1)
+            sim.check()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, old)
+        sim.close()
+    print(f"sent {sim.n_sent} packets", file=sys.stderr, flush=True)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``ampkit`` command."""
     parser = argparse.ArgumentParser(
@@ -362,6 +400,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="send state/info/keep-alive/unknown messages before the start message")
     q.add_argument("-d", "--duration", type=float, help="seconds to serve (default: until Ctrl-C)")
     q.set_defaults(func=cmd_sim_rda)
+    q = sims.add_parser("cyton", help="an OpenBCI Cyton board on a pty (prints the port path)")
+    q.add_argument("--daisy", action="store_true", help="with the Daisy module (16 channels)")
+    q.add_argument("--fs", type=int, default=250, help="board sample rate in Hz (default 250)")
+    q.add_argument("--garbage", type=float, default=0.0,
+                   help="probability per packet of random bytes before it (default 0)")
+    q.add_argument("--drop", type=float, default=0.0,
+                   help="probability per packet of not sending it (default 0)")
+    q.add_argument("--seed", type=int, default=0, help="seed of the faults (default 0)")
+    q.add_argument("-d", "--duration", type=float, help="seconds to run (default: until Ctrl-C)")
+    q.set_defaults(func=cmd_sim_cyton)
     sims.required = True
     return parser
 

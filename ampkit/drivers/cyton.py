@@ -339,7 +339,7 @@ class CytonAmp(Amplifier):
     Data are in µV, scaled with each channel's gain; with ``accel=True``
     three more columns carry the accelerometer in g. Samples lost on the
     radio link are found from the packets' sample numbers: each loss is
-    logged, counted in :attr:`n_lost` and marked with
+    logged, counted in :attr:`lost_samples` and marked with
     :data:`ampkit.decorator.GAP_MARKER` at the first sample after it. The
     board has no clock the computer can read, so timestamps are left to
     the decorator, which estimates them from arrival times.
@@ -348,9 +348,11 @@ class CytonAmp(Amplifier):
     ----------
     banner : Banner or None
         The board's answer to ``v`` at the last ``start()``.
-    n_lost : int
+    gap_count : int
+        Runs of lost samples since ``start()``.
+    lost_samples : int
         Samples lost since ``start()``.
-    n_skipped : int
+    skipped_bytes : int
         Bytes skipped as garbage since ``start()``.
 
     Examples
@@ -373,8 +375,9 @@ class CytonAmp(Amplifier):
         self.running = False
         self._link: CytonLink | None = None
         self.banner: Banner | None = None
-        self.n_lost = 0
-        self.n_skipped = 0
+        self.gap_count = 0
+        self.lost_samples = 0
+        self.skipped_bytes = 0
         self.configure()
 
     def configure(
@@ -522,8 +525,9 @@ class CytonAmp(Amplifier):
         # No command is sent while streaming, so the gains stay as tracked.
         gains = link.tracker.gains[: len(self.gains)]
         self._scale = np.array([uv_per_count(g) for g in gains])
-        self.n_lost = 0
-        self.n_skipped = 0
+        self.gap_count = 0
+        self.lost_samples = 0
+        self.skipped_bytes = 0
         self.running = True
         CytonAmp._ports_in_use.add(self.port)
 
@@ -575,7 +579,7 @@ class CytonAmp(Amplifier):
         CytonAmp._ports_in_use.discard(self.port)  # type: ignore[arg-type]
         link, self._link = self._link, None
         if link is not None:
-            self.n_skipped = link.parser.n_skipped
+            self.skipped_bytes = link.parser.n_skipped
             link.close()
 
     def close(self) -> None:
@@ -605,7 +609,7 @@ class CytonAmp(Amplifier):
             raise StateError("get_data() before start()")
         link = self._link
         samples = link.read(wait=self.timeout)
-        self.n_skipped = link.parser.n_skipped
+        self.skipped_bytes = link.parser.n_skipped
         if samples is None:
             n = len(self.get_channels())
             return np.empty((0, n)), []
@@ -618,7 +622,8 @@ class CytonAmp(Amplifier):
         markers: list[Marker] = []
         period_ms = 1000.0 / self.get_sampling_frequency()
         for row, lost in samples.gaps:
-            self.n_lost += lost
+            self.gap_count += 1
+            self.lost_samples += lost
             markers.append((row * period_ms, GAP_MARKER.format(n=lost)))
         return data, markers
 

@@ -94,8 +94,8 @@ def test_garbage_is_skipped_and_the_stream_resynchronised(caplog):
         start(amp)
         data, markers = collect(amp, 200)
         amp.stop()
-        assert amp.n_skipped > 0
-        assert amp.n_lost == 0 and markers == []
+        assert amp.skipped_bytes > 0
+        assert amp.lost_samples == 0 and markers == []
         assert_within_one_count(data, sim, np.arange(len(data)), GAINS8)
     assert "not Cyton packets" in caplog.text and sim.port in caplog.text
 
@@ -109,7 +109,7 @@ def test_dropped_packets_are_counted_and_marked(caplog):
         rest, markers = collect(amp, 60)
         amp.stop()
         assert sim.n_dropped == 7
-        assert amp.n_lost == 7
+        assert amp.lost_samples == 7 and amp.gap_count == 1
         assert [text for _, text in markers] == [GAP_MARKER.format(n=7)]
         (row, _), = markers
         data = np.concatenate([first, rest])
@@ -130,7 +130,7 @@ def test_dropped_daisy_packets_lose_whole_samples():
         amp.stop()
         (row, text), = markers
         lost = int(text.rsplit(" ", 1)[1])
-        assert lost in (2, 3) and amp.n_lost == lost
+        assert lost in (2, 3) and amp.lost_samples == lost
         data = np.concatenate([first, rest])
         index = np.arange(len(data))
         index[len(first) + row:] += lost

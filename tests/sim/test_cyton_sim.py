@@ -157,3 +157,33 @@ def test_brainflow_reads_the_simulator(daisy):
     step = np.array([uv_per_count(g) for g in gains])
     error = np.abs(eeg - sim.expected_uv(np.arange(len(eeg)))[:, :n]) / step
     assert error.max() <= 1.0
+
+
+def test_ampkit_sim_cyton_command_serves_a_port():
+    import signal
+    import subprocess
+    import sys
+
+    import ampkit
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ampkit.cli", "sim", "cyton", "--daisy", "-d", "30"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        port = proc.stdout.readline().strip()
+        assert port.startswith("/dev/")
+        amp = ampkit.get_amp("cyton", port=port, daisy=True)
+        amp.start(marker_port=None)
+        got = 0
+        deadline = time.monotonic() + 10
+        while got < 20 and time.monotonic() < deadline:
+            got += len(amp.get_data()[0])
+        amp.stop()
+        assert got >= 20
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=10)
+    assert proc.returncode == 0
+    assert "sent" in err and "packets" in err
+    assert not os.path.exists(port)
