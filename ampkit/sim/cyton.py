@@ -103,8 +103,6 @@ class CytonSimulator:
     ----------
     port : str
         Path of the pty's slave end: give this to the driver.
-    gains : list of int
-        The board's current gain per channel, from the commands received.
     n_sent, n_dropped : int
         Packets sent and dropped since the last ``b``.
     streaming : bool
