@@ -74,9 +74,11 @@ MAX_GARBAGE = 8192
 
 def _open(port: str, timeout: float) -> serial.SerialBase:
     try:
+        # exclusive: another program using the port (or a probe from
+        # is_available()) must not send commands into a running stream.
         return serial.serial_for_url(
             port, baudrate=BAUDRATE, bytesize=8, parity="N", stopbits=1,
-            timeout=0.05, write_timeout=timeout,
+            timeout=0.05, write_timeout=timeout, exclusive=True,
         )
     except (serial.SerialException, OSError, ValueError) as exc:
         raise AmpNotAvailableError(f"could not open Cyton port {port!r}: {exc}") from exc

@@ -184,6 +184,22 @@ def test_no_board_on_the_port():
         start(ampkit.get_amp("cyton", port="/dev/does-not-exist-ampkit"))
 
 
+def test_a_port_in_use_is_refused_and_not_disturbed():
+    with CytonSimulator() as sim:
+        amp = ampkit.get_amp("cyton", port=sim.port)
+        start(amp)
+        collect(amp, 10)
+        n_commands = len(sim.commands)
+        other = ampkit.get_amp("cyton", port=sim.port)
+        with pytest.raises(AmpNotAvailableError, match="lock"):
+            start(other)
+        assert probe(sim.port, timeout=0.3) is None
+        assert len(sim.commands) == n_commands  # nothing was sent into the stream
+        assert CytonAmp.is_available()  # in use by this process counts as available
+        collect(amp, 10)
+        amp.stop()
+
+
 def test_daisy_asked_for_but_absent():
     with CytonSimulator(daisy=False) as sim:
         amp = ampkit.get_amp("cyton", port=sim.port, daisy=True, timeout=1.0)
