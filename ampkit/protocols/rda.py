@@ -229,8 +229,8 @@ class _BufferPool:
     message (which halves throughput); elsewhere every buffer is new.
     """
 
-    def __init__(self, keep: int = 64) -> None:
-        self._keep = keep
+    def __init__(self, keep_bytes: int = 64 * 2**20) -> None:
+        self._room = keep_bytes
         self._buffers: list[np.ndarray] = []
         self._refcount = getattr(sys, "getrefcount", None)
 
@@ -243,7 +243,8 @@ class _BufferPool:
                 if len(buf) >= n and refcount(buf) <= 3:
                     return buf[:n]
         buf = np.empty(n + n // 8 + 4096, np.uint8)
-        if refcount is not None and len(self._buffers) < self._keep:
+        if refcount is not None and len(buf) <= self._room:
+            self._room -= len(buf)
             self._buffers.append(buf)
         return buf[:n]
 
