@@ -322,3 +322,25 @@ def test_counter_modulus_is_the_simulator_contract():
     with make_sim(dtype="int16") as sim:
         raw = sim.samples(COUNTER_MODULUS - 2, 4)
     assert list(raw[:, 0]) == [COUNTER_MODULUS - 2, COUNTER_MODULUS - 1, 0, 1]
+
+
+def test_recording_read_back_by_mne_has_every_sample_and_marker(tmp_path):
+    mne = pytest.importorskip("mne")
+    with make_sim() as sim, ampkit.get_amp("rda", port=sim.port) as amp:
+        amp.start(filename=str(tmp_path / "rda"))
+        n = 0
+        while n < 600:
+            n += len(amp.get_block())
+        amp.stop()
+    raw = mne.io.read_raw_brainvision(tmp_path / "rda.vhdr", verbose="error")
+    assert raw.ch_names == ["Cnt", "Fz", "Cz", "Pz", "Oz"] and raw.info["sfreq"] == FS
+    data = raw.get_data().T * 1e6  # V -> µV
+    k0 = int(round(data[0, 0] / RES[0]))
+    np.testing.assert_allclose(data, expected(sim, k0, len(data)), rtol=1e-6, atol=1e-6)
+    got = [
+        (int(round(onset * FS)), text)
+        for onset, text in zip(raw.annotations.onset, raw.annotations.description, strict=True)
+        if text.startswith("Stimulus/")
+    ]
+    assert got == [(m.position, m.text) for m in sim.markers(k0, len(data))]
+    assert len(got) >= 10
