@@ -285,6 +285,14 @@ class RDASimulator:
         """
         workers, self._workers = self._workers, []
         for worker in workers:
+            worker.stop_event.set()
+        # Unblock a send to a client that does not read (it holds the lock).
+        for sock, _ in list(self._clients):
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        for worker in workers:
             worker.stop()
         # The listener goes first: a client that reconnects at once must be
         # refused, not parked in the backlog of a socket about to close.

@@ -258,3 +258,15 @@ def test_cli_serves_until_duration_and_reports_a_busy_port():
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_stop_is_prompt_with_a_client_that_does_not_read():
+    sim = RDASimulator(port=0, channels=256, fs=10000, block_size=500, realtime=False)
+    sim.start()
+    stuck = socket.create_connection(("127.0.0.1", sim.port))
+    stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    time.sleep(0.5)  # the simulator is now blocked sending to it
+    t0 = time.monotonic()
+    sim.stop()
+    assert time.monotonic() - t0 < 2.0
+    stuck.close()
