@@ -127,7 +127,7 @@ class _Progress:
     def __init__(self, interval: float = 0.5) -> None:
         self.interval = interval
         self.tty = sys.stderr.isatty()
-        self._next = 0.0
+        self._next = local_clock() + interval  # first line once there is a rate to show
 
     def show(self, text: str, force: bool = False) -> None:
         now = local_clock()
@@ -146,9 +146,12 @@ class _Progress:
             sys.stderr.flush()
 
 
-def _format_status(elapsed: float, status: dict[str, Any]) -> str:
+def _format_status(elapsed: float, status: dict[str, Any], acquiring: float | None = None) -> str:
+    """One progress line; the rate is over ``acquiring`` seconds (since the
+    first sample was taken) when known, else over ``elapsed``."""
     samples = status.get("samples", 0)
-    rate = samples / elapsed if elapsed > 0 else 0.0
+    span = elapsed if acquiring is None else acquiring
+    rate = samples / span if span > 0 else 0.0
     parts = [
         f"{elapsed:7.1f} s",
         f"{samples} samples",
@@ -175,24 +178,32 @@ def _run(amp, args: argparse.Namespace, start_options: dict[str, Any]) -> int:
     progress = _Progress()
     amp.start(**start_options)
     t0 = local_clock()
+    period = 1.0 / amp.get_sampling_frequency()
+    first: float | None = None  # when the first sample's period began
+
+    def acquiring() -> float | None:
+        return None if first is None else local_clock() - first
+
     try:
         while not stopping:
             elapsed = local_clock() - t0
             if args.duration is not None and elapsed >= args.duration:
                 break
             block = amp.get_block()
-            progress.show(_format_status(local_clock() - t0, amp.status()))
+            if first is None and len(block):
+                first = float(block.timestamps[0]) - period
+            progress.show(_format_status(local_clock() - t0, amp.status(), acquiring()))
             if not len(block):
                 time.sleep(0.005)
     except KeyboardInterrupt:
         pass
     finally:
         signal.signal(signal.SIGTERM, old)
-        elapsed = local_clock() - t0
+        elapsed, since = local_clock() - t0, acquiring()
         status = amp.status()
         amp.stop()
         amp.close()
-        progress.show(_format_status(elapsed, status), force=True)
+        progress.show(_format_status(elapsed, status, since), force=True)
         progress.done()
     return 0
 
