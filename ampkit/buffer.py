@@ -377,6 +377,7 @@ class _Watcher:
         self.view_s = float(view_s)
         self.logger = logger
         self.ring_buffer: RingBuffer | None = None
+        self._rate = 0.0
         self.channel_names: list[str] = []
         self.n_new = 0
         self.samples: np.ndarray = np.empty((0, 0), dtype=np.float32)
@@ -387,6 +388,7 @@ class _Watcher:
         view_rows = min(rows, int(round(rate * self.view_s)))
         rb = RingBuffer((rows, n_ch), dtype=dtype, view_rows=view_rows)
         rb.logger = self.logger
+        self._rate = float(rate)
         return rb
 
     # dareplane copies these from the ring buffer once; here they are live.
@@ -447,7 +449,7 @@ class _Watcher:
         the buffer, capped at the buffer size.
         """
         rb = self._ring()
-        n = min(rb.size, int(round(seconds * rb.size / self.buffer_size_s)))
+        n = min(rb.size, int(round(seconds * self._rate)))
         return rb.get_last(n, copy), rb.get_last_t(n, copy)
 
     def disconnect(self) -> None:
