@@ -24,6 +24,7 @@ import logging
 import math
 import numbers
 import socket
+import time
 from typing import Any
 
 import numpy as np
@@ -118,6 +119,90 @@ def _channel_desc(info: Any) -> tuple[list[str], list[str]]:
     return labels, units
 
 
+class _Source:
+    """One stream an LSLAmp reads: its inlet, and its way back after a loss.
+
+    Inlets are made with liblsl's own recovery off: a recovering liblsl
+    inlet blocks ``pull_chunk`` for as long as the stream is away, whatever
+    the timeout. Instead, a lost stream is searched for again in the
+    background (a continuous resolver, by name, type and source id) and
+    re-subscribed when it reappears.
+    """
+
+    def __init__(self, found: Any, what: str, clocksync: bool | None) -> None:
+        self.what = what
+        self.name = found.name()
+        self.uid = found.uid()
+        self.channel_count = found.channel_count()
+        self.predicate = lsl_predicate(
+            name=found.name(), type=found.type() or None, source_id=found.source_id() or None
+        )
+        self.clocksync = clocksync
+        self.synced = False
+        self.inlet: Any = self._make(found)
+        self._resolver: Any = None
+        self._next_try = 0.0
+
+    def _make(self, found: Any) -> Any:
+        sync = self.clocksync
+        if sync is None:
+            # A stream from this computer is already on this clock.
+            sync = found.hostname() != socket.gethostname()
+        self.synced = bool(sync)
+        flags = pylsl.proc_clocksync if sync else pylsl.proc_none
+        return pylsl.StreamInlet(found, max_buflen=360, recover=False, processing_flags=flags)
+
+    def subscribe(self, timeout: float) -> None:
+        self.inlet.open_stream(timeout)
+        if self.synced:
+            # The first estimate takes several round trips (~0.6 s); get it
+            # now, not in the middle of a get_data().
+            self.inlet.time_correction(timeout)
+
+    def reopen(self, timeout: float) -> None:
+        """Find the stream again, now (for start() after a loss)."""
+        found = _resolve(self.predicate, timeout, self.what)
+        self.inlet = self._make(found)
+        self.uid = found.uid()
+        self._resolver = None
+
+    def close_stream(self) -> None:
+        if self.inlet is not None:
+            self.inlet.close_stream()
+
+    def lose(self) -> None:
+        logger.warning("LSL %s %r lost; waiting for it to come back", self.what, self.name)
+        self.inlet = None
+        self._resolver = pylsl.ContinuousResolver(pred=self.predicate, forget_after=2.0)
+        self._next_try = 0.0
+
+    def try_back(self, timeout: float) -> bool:
+        """Re-subscribe if the stream is visible again (checked every 0.2 s)."""
+        now = local_clock()
+        if now < self._next_try:
+            return False
+        self._next_try = now + 0.2
+        for found in self._resolver.results():
+            if found.uid() == self.uid:
+                continue  # the lost outlet, not yet forgotten by the resolver
+            if found.channel_count() != self.channel_count:
+                raise ConnectionLostError(
+                    f"LSL {self.what} {self.name!r} came back with {found.channel_count()} "
+                    f"channels instead of {self.channel_count}"
+                )
+            self.inlet = self._make(found)
+            try:
+                self.subscribe(timeout)
+            except (LostError, LSLTimeoutError):
+                self.inlet = None
+                continue
+            self.uid = found.uid()
+            self._resolver = None
+            logger.warning("LSL %s %r is back", self.what, self.name)
+            return True
+        return False
+
+
 class LSLAmp(Amplifier):
     """Read an LSL stream as an amplifier.
 
@@ -143,9 +228,8 @@ class LSLAmp(Amplifier):
 
     def __init__(self) -> None:
         self.running = False
-        self._inlet: Any = None
-        self._marker_inlet: Any = None
-        self._synced: list[Any] = []
+        self._data: _Source = None  # type: ignore[assignment]
+        self._markers: _Source | None = None
         self._info: Any = None
         self._configured = False
         self._timestamps: np.ndarray | None = None
@@ -222,9 +306,11 @@ class LSLAmp(Amplifier):
             the rate ampkit then reports for them (buffers and recordings need
             one). Sample times stay the stream's own.
         reconnect : bool
-            If the stream vanishes, wait for it to come back (LSL recovers
-            streams that have a source id) instead of raising
-            :class:`~ampkit.errors.ConnectionLostError`.
+            If the stream vanishes, wait for it to come back instead of
+            raising :class:`~ampkit.errors.ConnectionLostError`: it is
+            searched for by name, type and source id, and re-subscribed when
+            it reappears; meanwhile ``get_data()`` returns empty blocks, and
+            the first block after the return carries a gap marker.
         max_samples : int, optional
             Most samples one ``get_data()`` returns (default: one second of
             data, at least 1024).
@@ -261,8 +347,7 @@ class LSLAmp(Amplifier):
         self._release()
         predicate = lsl_predicate(name=s["name"], type=s["type"], source_id=s["source_id"])
         found = _resolve(predicate, s["timeout"], "stream")
-        fmt = found.channel_format()
-        if fmt in (pylsl.cf_string, pylsl.cf_undefined):
+        if found.channel_format() in (pylsl.cf_string, pylsl.cf_undefined):
             raise ConfigurationError(
                 f"LSL stream {found.name()!r} carries strings, not samples; "
                 f"read it as marker_stream={found.name()!r} beside a numeric stream"
@@ -272,23 +357,15 @@ class LSLAmp(Amplifier):
                 f"LSL stream {found.name()!r} has an irregular rate; pass irregular_fs=<Hz> "
                 "(the rate to report for buffers and recordings) to read it anyway"
             )
-        if s["reconnect"] and not found.source_id():
-            logger.warning(
-                "LSL stream %r has no source_id: liblsl cannot recover it, "
-                "so reconnect=True will not help if it vanishes", found.name(),
-            )
-        inlet = pylsl.StreamInlet(
-            found, max_buflen=360, recover=s["reconnect"], processing_flags=self._flags(found)
-        )
+        source = _Source(found, "stream", s["clocksync"])
         try:
-            info = inlet.info(s["timeout"])
+            info = source.inlet.info(s["timeout"])
         except (LostError, LSLTimeoutError) as exc:
             raise AmpNotAvailableError(
                 f"LSL stream {found.name()!r} found but its description could not be read: {exc}"
             ) from None
-        self._inlet, self._info = inlet, info
-        if self._flags(found):
-            self._synced.append(inlet)
+        self._data = source
+        self._info = info
         self.stream_name = info.name()
         self.fs = info.nominal_srate() or s["irregular_fs"]
         self.regular = info.nominal_srate() != pylsl.IRREGULAR_RATE
@@ -306,23 +383,12 @@ class LSLAmp(Amplifier):
         self.marker_stream_name = marker
         if marker is not None:
             mfound = _resolve(lsl_predicate(name=marker), s["timeout"], "marker stream")
-            self._marker_inlet = pylsl.StreamInlet(
-                mfound, max_buflen=360, recover=s["reconnect"],
-                processing_flags=self._flags(mfound),
-            )
-            if self._flags(mfound):
-                self._synced.append(self._marker_inlet)
+            self._markers = _Source(mfound, "marker stream", s["clocksync"])
         self._configured = True
         logger.info(
             "LSL stream %r: %d channels at %g Hz from %s%s", self.stream_name, n_ch, self.fs,
             info.hostname(), f", markers from {marker!r}" if marker else "",
         )
-
-    def _flags(self, info: Any) -> int:
-        sync = self._settings["clocksync"]
-        if sync is None:
-            sync = info.hostname() != socket.gethostname()
-        return pylsl.proc_clocksync if sync else pylsl.proc_none
 
     def _ensure(self) -> None:
         if not self._configured:
@@ -341,15 +407,15 @@ class LSLAmp(Amplifier):
             The stream is gone since ``configure()``.
         """
         self._ensure()
+        if self._data.inlet is None:  # lost during an earlier run: find it again
+            self._open_inlets()
         timeout = self._settings["timeout"]
-        inlets = [self._inlet] + ([self._marker_inlet] if self._marker_inlet else [])
+        sources = [self._data] + ([self._markers] if self._markers else [])
         try:
-            for inlet in inlets:
-                inlet.open_stream(timeout)
-                if inlet in self._synced:
-                    # The first estimate takes several round trips (~0.6 s);
-                    # get it now, not in the first get_data().
-                    inlet.time_correction(timeout)
+            for source in sources:
+                if source.inlet is None:
+                    source.reopen(timeout)
+                source.subscribe(timeout)
         except LSLTimeoutError:
             self._close_streams()
             raise AmpNotAvailableError(
@@ -370,9 +436,9 @@ class LSLAmp(Amplifier):
         self.running = True
 
     def _close_streams(self) -> None:
-        for inlet in (self._inlet, self._marker_inlet):
-            if inlet is not None:
-                inlet.close_stream()
+        for source in (self._data, self._markers):
+            if source is not None:
+                source.close_stream()
 
     def stop(self) -> None:
         """Unsubscribe; samples still in flight are dropped."""
@@ -380,6 +446,10 @@ class LSLAmp(Amplifier):
         self._close_streams()
 
     def _pull(self, offset: int, limit: int, timeout: float) -> int:
+        """Pull up to ``limit`` samples into the buffers at row ``offset``.
+
+        Raises pylsl's LostError when the stream is gone.
+        """
         err = ctypes.c_int()
         n_ch = self._n_channels
         if offset:
@@ -388,23 +458,46 @@ class LSLAmp(Amplifier):
         else:
             data_ptr, ts_ptr = self._data_ptr, self._ts_ptr
         values = _pull_chunk_f(
-            self._inlet.obj, data_ptr, ts_ptr,
+            self._data.inlet.obj, data_ptr, ts_ptr,
             ctypes.c_size_t(limit * n_ch), ctypes.c_size_t(limit),
             ctypes.c_double(timeout), ctypes.byref(err),
         )
-        if err.value:
-            self._raise(err.value)
+        code = err.value
+        if code and code != -1:  # -1: the wait ended; not an error
+            if code == -2:
+                raise LostError("the stream has been lost.")
+            raise ConnectionLostError(f"LSL stream {self.stream_name!r}: liblsl error code {code}")
         return values // n_ch
 
-    def _raise(self, code: int) -> None:
-        if code == -2:
+    def _read(self) -> int:
+        """Fill the buffers with what has arrived (waiting ``wait`` for a first sample)."""
+        source = self._data
+        wait = self._settings["wait"]
+        if source.inlet is None and not source.try_back(self._settings["timeout"]):
+            if wait:
+                time.sleep(min(wait, 0.2))
+            return 0
+        cap = self._capacity
+        n = 0
+        try:
+            n = self._pull(0, cap, 0.0)
+            if n == 0 and wait > 0:
+                # liblsl's chunk pull waits for a full buffer; wait for one
+                # sample only, then take whatever else is already there.
+                n = self._pull(0, 1, wait)
+                if n:
+                    n += self._pull(1, cap - 1, 0.0)
+        except LostError:
+            self._lost(source)
+        return n
+
+    def _lost(self, source: _Source) -> None:
+        if not self._settings["reconnect"]:
             raise ConnectionLostError(
-                f"LSL stream {self.stream_name!r} was lost (its outlet went away); "
+                f"LSL {source.what} {source.name!r} was lost (its outlet went away); "
                 "configure(reconnect=True) waits for it to come back"
-            )
-        if code == -1:  # a zero-timeout pull never times out; treat as no data
-            return
-        raise ConnectionLostError(f"LSL stream {self.stream_name!r}: liblsl error code {code}")
+            ) from None
+        source.lose()
 
     def get_data(self) -> tuple[np.ndarray, list[Marker]]:
         """Return the samples that arrived since the last call, and their markers.
@@ -421,15 +514,8 @@ class LSLAmp(Amplifier):
         """
         if not self.running:
             raise StateError("get_data() before start()")
-        cap = self._capacity
-        n = self._pull(0, cap, 0.0)
-        if n == 0 and self._settings["wait"] > 0:
-            # liblsl's chunk pull waits for a full buffer; wait for one
-            # sample only, then take whatever else is already there.
-            n = self._pull(0, 1, self._settings["wait"])
-            if n:
-                n += self._pull(1, cap - 1, 0.0)
-        if n * 2 > cap:
+        n = self._read()
+        if n * 2 > self._capacity:
             # Mostly full: hand the buffer itself out and pull into a new one.
             data = self._buf[:n]
             self._buf = np.empty_like(self._buf)
@@ -438,13 +524,13 @@ class LSLAmp(Amplifier):
             data = self._buf[:n].copy()
         stamps = self._ts[:n].copy()
         self._timestamps = stamps
-        if self._marker_inlet is not None:
+        if self._markers is not None:
             self._pull_markers()
         markers: list[Marker] = []
         if n:
             self._last_data = local_clock()
             if self._silent:
-                logger.warning("LSL stream %r is back", self.stream_name)
+                logger.warning("LSL stream %r: samples flow again", self.stream_name)
                 self._silent = False
             t0 = float(stamps[0])
             if self.regular and self._last_ts is not None:
@@ -462,27 +548,23 @@ class LSLAmp(Amplifier):
                 self._pending = []
         elif not self._silent and local_clock() - self._last_data > _SILENCE_WARNING:
             self._silent = True
-            logger.warning(
-                "no samples from LSL stream %r for %.0f s%s", self.stream_name,
-                _SILENCE_WARNING, "; waiting for it to come back" if self._settings["reconnect"]
-                else "",
-            )
+            logger.warning("no samples from LSL stream %r for %.0f s",
+                           self.stream_name, _SILENCE_WARNING)
         return data, markers
 
     def _pull_markers(self) -> None:
-        inlet = self._marker_inlet
+        source = self._markers
+        if source.inlet is None and not source.try_back(self._settings["timeout"]):
+            return
         try:
             while True:
-                samples, stamps = inlet.pull_chunk(timeout=0.0, max_samples=256)
+                samples, stamps = source.inlet.pull_chunk(timeout=0.0, max_samples=256)
                 if not stamps:
                     return
                 for sample, t in zip(samples, stamps, strict=True):
                     self._pending.append((float(t), _marker_text(sample)))
         except LostError:
-            raise ConnectionLostError(
-                f"LSL marker stream {self.marker_stream_name!r} was lost; "
-                "configure(reconnect=True) waits for it to come back"
-            ) from None
+            self._lost(source)
 
     def get_timestamps(self) -> np.ndarray | None:
         """The stream's own times (time-corrected) of the last block's samples."""
@@ -510,8 +592,8 @@ class LSLAmp(Amplifier):
 
     def _release(self) -> None:
         # pylsl destroys inlets when their objects are collected.
-        self._inlet = self._marker_inlet = None
-        self._synced: list[Any] = []
+        self._data: _Source = None  # type: ignore[assignment]
+        self._markers: _Source | None = None
         self._configured = False
 
     def close(self) -> None:

@@ -269,15 +269,19 @@ def test_reconnect_waits_for_the_stream_to_come_back():
     name = unique()
     sid = unique("sid")
     out = make_outlet(name, ["a"], fs=100, source_id=sid)
-    with ampkit.get_amp("lsl", name=name, reconnect=True, wait=0.05) as amp:
+    mout = marker_outlet(f"{name}-markers")
+    with ampkit.get_amp(
+        "lsl", name=name, marker_stream=True, reconnect=True, wait=0.05
+    ) as amp:
         amp.start()
         t = pylsl.local_clock()
         out.push_chunk(np.zeros((5, 1), np.float32), (t + np.arange(5) / 100).tolist())
         read_until(amp, 5)
-        del out
-        for _ in range(10):  # the stream is gone; reads return nothing, without error
+        del out, mout
+        for _ in range(10):  # the streams are gone; reads return nothing, without error
             assert len(amp.get_block()) == 0
         out = make_outlet(name, ["a"], fs=100, source_id=sid)
+        mout = marker_outlet(f"{name}-markers")
         # Push until the recovered inlet is subscribed and samples flow again.
         deadline = time.monotonic() + 20
         got = []
@@ -288,7 +292,19 @@ def test_reconnect_waits_for_the_stream_to_come_back():
             block = amp.get_block()
             if len(block):
                 got.append(block)
+        # The marker stream came back too.
+        while not mout.have_consumers():
+            assert time.monotonic() < deadline, "marker stream did not come back"
+            amp.get_block()
+        t = pylsl.local_clock()
+        out.push_chunk(np.ones((5, 1), np.float32), (t + np.arange(5) / 100).tolist())
+        mout.push_sample(["back"], t + 0.02)
+        later = []
+        while not any(b.markers for b in later):
+            assert time.monotonic() < deadline, "marker did not arrive"
+            later.append(amp.get_block())
         amp.stop()
+    assert [text for b in later for _, text in b.markers] == ["back"]
     np.testing.assert_array_equal(got[0].data, 1.0)
     # The interruption is marked as a gap at the first sample after it.
     texts = [text for _, text in got[0].markers]
@@ -300,3 +316,36 @@ def test_predicate_quoting():
     assert lsl_predicate(name=None, type=None) == ""
     with pytest.raises(ConfigurationError):
         lsl_predicate(name="'\"")
+
+
+def test_reconnect_never_blocks_while_the_stream_is_away():
+    name = unique()
+    out = make_outlet(name, ["a", "b"], fs=100)
+    mout = marker_outlet(f"{name}-markers")
+    with ampkit.get_amp("lsl", name=name, marker_stream=True, reconnect=True, wait=0.05) as amp:
+        amp.start()
+        out.push_chunk(np.zeros((5, 2), np.float32))
+        read_until(amp, 5)
+        del out, mout
+        t0 = time.monotonic()
+        for _ in range(20):
+            t = time.monotonic()
+            assert len(amp.get_block()) == 0
+            assert time.monotonic() - t < 2.0
+        assert time.monotonic() - t0 < 10.0
+        t = time.monotonic()
+        amp.stop()
+        assert time.monotonic() - t < 2.0
+
+
+def test_reconnect_refuses_a_stream_that_came_back_different():
+    name = unique()
+    out = make_outlet(name, ["a"], fs=100)
+    with ampkit.get_amp("lsl", name=name, reconnect=True, wait=0.05) as amp:
+        amp.start()
+        del out
+        _out2 = make_outlet(name, ["a", "b", "c"], fs=100)  # kept alive by the name
+        deadline = time.monotonic() + 15
+        with pytest.raises(ConnectionLostError, match="3 channels instead of 1"):
+            while time.monotonic() < deadline:
+                amp.get_block()
