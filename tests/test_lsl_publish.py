@@ -317,3 +317,47 @@ def test_ampkit_stream_republishes_an_lsl_stream_with_its_markers():
     np.testing.assert_allclose(got_ts, stamps, atol=1e-9)
     placed = [(b.index + row, text) for b in blocks for row, text in b.marker_samples()]
     assert placed == [(50, "S 11"), (150, "S 12")]
+
+
+# -- round trip --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("suffix", ["", ".xdf"])
+def test_round_trip_amp_to_lsl_to_lsl_driver_to_recording(tmp_path, suffix):
+    from ampkit.io import read
+
+    rng = np.random.default_rng(7)
+    data = (rng.standard_normal((600, 3)) * 50).astype(np.float32)
+    sent_markers = [(0.0, "start"), (1230.0, "S 1"), (2000.0, "S 2"), (2995.0, "end")]
+    src = ampkit.get_amp(
+        "replay", data=data, marker=sent_markers, channels=["F3", "F4", "Cz"], fs=200,
+        realtime=False, blocksize_samples=50,
+    )
+    src.name = unique("rt")
+    src.start(lsl=True)
+    path = tmp_path / f"roundtrip{suffix}"
+    try:
+        with ampkit.get_amp("lsl", name=src.name, marker_stream=True, timeout=10) as amp:
+            assert amp.get_channels() == ["F3", "F4", "Cz"]
+            amp.start(filename=str(path))
+            sent_ts = np.concatenate([src.get_block().timestamps for _ in range(12)])
+            total, n_markers = 0, 0
+            deadline = time.monotonic() + 15
+            while total < 600 or n_markers < len(sent_markers):
+                assert time.monotonic() < deadline, f"{total} samples, {n_markers} markers"
+                block = amp.get_block()
+                total += len(block)
+                n_markers += len(block.markers)
+            amp.stop()
+    finally:
+        src.stop()
+    rec = read(path)
+    assert rec.channels == ["F3", "F4", "Cz"]
+    assert rec.fs == 200.0
+    assert rec.units == ["µV"] * 3
+    np.testing.assert_array_equal(rec.data, data)
+    assert [(i, text) for i, _, text in rec.markers] == [
+        (0, "start"), (246, "S 1"), (400, "S 2"), (599, "end")
+    ]
+    if rec.timestamps is not None:
+        np.testing.assert_allclose(rec.timestamps, sent_ts, atol=1e-9)
