@@ -286,6 +286,17 @@ class RDASimulator:
         workers, self._workers = self._workers, []
         for worker in workers:
             worker.stop_event.set()
+        # The listener goes first: a client that reconnects at once must be
+        # refused, not parked in the backlog of a socket about to close.
+        if self._listener is not None:
+            try:
+                # Stops listening at once even while the accept thread still
+                # polls the socket (close() alone waits for that poll).
+                self._listener.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            self._listener.close()
+            self._listener = None
         # Unblock a send to a client that does not read (it holds the lock).
         for sock, _ in list(self._clients):
             try:
@@ -294,11 +305,6 @@ class RDASimulator:
                 pass
         for worker in workers:
             worker.stop()
-        # The listener goes first: a client that reconnects at once must be
-        # refused, not parked in the backlog of a socket about to close.
-        if self._listener is not None:
-            self._listener.close()
-            self._listener = None
         with self._lock:
             self._recording = False
             self._close_clients()
@@ -419,6 +425,10 @@ class RDASimulator:
                 sock, peer = listener.accept()
             except TimeoutError:
                 continue
+            except OSError:
+                if stop.is_set():  # stop() closed the listener
+                    return
+                raise
             sock.settimeout(self.send_timeout)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             logger.info("RDA simulator :%d: client %s connected", self.port, peer)
