@@ -222,8 +222,8 @@ class LSLAmp(Amplifier):
 
     presets = [
         ["First EEG stream on the network", {"type": "EEG"}],
-        ["First EEG stream, with the markers of a stream named 'Markers'",
-         {"type": "EEG", "marker_stream": "Markers"}],
+        ["libmushu's lslamp: first EEG stream, markers from the first Markers stream",
+         {"type": "EEG", "marker_type": "Markers"}],
     ]
 
     def __init__(self) -> None:
@@ -234,15 +234,16 @@ class LSLAmp(Amplifier):
         self._configured = False
         self._timestamps: np.ndarray | None = None
         self._settings: dict[str, Any] = {}
-        self._set(None, "EEG", None, None, 5.0, None, False, None, 0.1, None)
+        self._set(None, "EEG", None, None, None, 5.0, None, False, None, 0.1, None)
 
     # -- configuration ---------------------------------------------------
 
     def _set(
-        self, name, type, source_id, marker_stream, timeout, irregular_fs,  # noqa: A002
-        reconnect, max_samples, wait, clocksync,
+        self, name, type, source_id, marker_stream, marker_type,  # noqa: A002
+        timeout, irregular_fs, reconnect, max_samples, wait, clocksync,
     ) -> None:
-        for key, value in (("name", name), ("type", type), ("source_id", source_id)):
+        for key, value in (("name", name), ("type", type), ("source_id", source_id),
+                           ("marker_type", marker_type)):
             if value is not None and (not isinstance(value, str) or not value):
                 raise ConfigurationError(f"{key} must be a non-empty string or None, got {value!r}")
         if not (marker_stream is None or marker_stream is True or marker_stream is False
@@ -264,7 +265,8 @@ class LSLAmp(Amplifier):
             raise ConfigurationError(f"clocksync must be None, True or False, got {clocksync!r}")
         self._settings = {
             "name": name, "type": type, "source_id": source_id,
-            "marker_stream": marker_stream or None, "timeout": timeout,
+            "marker_stream": marker_stream or None, "marker_type": marker_type,
+            "timeout": timeout,
             "irregular_fs": irregular_fs, "reconnect": bool(reconnect),
             "max_samples": max_samples, "wait": float(wait), "clocksync": clocksync,
         }
@@ -275,6 +277,7 @@ class LSLAmp(Amplifier):
         type: str | None = "EEG",  # noqa: A002 - LSL's own word
         source_id: str | None = None,
         marker_stream: str | bool | None = None,
+        marker_type: str | None = None,
         timeout: float = 5.0,
         irregular_fs: float | None = None,
         reconnect: bool = False,
@@ -299,6 +302,11 @@ class LSLAmp(Amplifier):
             Name of a marker stream (strings, or numbers) whose samples become
             ampkit markers; ``True`` means ``'<name>-markers'``, the marker
             stream ampkit publishes beside a data stream.
+        marker_type : str, optional
+            Content type of the marker stream: the first stream of this type
+            (and of name ``marker_stream`` if given) is used. libmushu's
+            ``lslamp`` took the first stream of type ``'Markers'``
+            (``marker_type='Markers'``, or the driver's second preset).
         timeout : float
             Seconds to search for each stream before giving up.
         irregular_fs : float, optional
@@ -337,7 +345,7 @@ class LSLAmp(Amplifier):
         """
         if self.running:
             raise StateError("configure() while running: call stop() first")
-        self._set(name, type, source_id, marker_stream, timeout, irregular_fs,
+        self._set(name, type, source_id, marker_stream, marker_type, timeout, irregular_fs,
                   reconnect, max_samples, wait, clocksync)
         self._configured = False
         self._open_inlets()
@@ -380,10 +388,12 @@ class LSLAmp(Amplifier):
         marker = s["marker_stream"]
         if marker is True:
             marker = marker_stream_name(self.stream_name)
-        self.marker_stream_name = marker
-        if marker is not None:
-            mfound = _resolve(lsl_predicate(name=marker), s["timeout"], "marker stream")
+        self.marker_stream_name = None
+        if marker is not None or s["marker_type"] is not None:
+            mpredicate = lsl_predicate(name=marker, type=s["marker_type"])
+            mfound = _resolve(mpredicate, s["timeout"], "marker stream")
             self._markers = _Source(mfound, "marker stream", s["clocksync"])
+            marker = self.marker_stream_name = mfound.name()
         self._configured = True
         logger.info(
             "LSL stream %r: %d channels at %g Hz from %s%s", self.stream_name, n_ch, self.fs,

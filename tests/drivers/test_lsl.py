@@ -38,8 +38,8 @@ def make_outlet(name, labels=None, units=None, fs=100.0, fmt="float32", stype="E
     return pylsl.StreamOutlet(info)
 
 
-def marker_outlet(name, fmt="string"):
-    return pylsl.StreamOutlet(pylsl.StreamInfo(name, "Markers", 1, 0.0, fmt, name))
+def marker_outlet(name, fmt="string", stype="Markers"):
+    return pylsl.StreamOutlet(pylsl.StreamInfo(name, stype, 1, 0.0, fmt, name))
 
 
 def read_until(amp, n_samples, deadline_s=10.0):
@@ -94,11 +94,15 @@ def test_every_sample_timestamp_and_marker_arrives():
 
 
 def test_libmushu_alias_and_relative_markers():
+    # libmushu's lslamp took the first stream of type EEG and the first of
+    # type Markers; unique types here, as other test runs may publish those.
     name = unique()
-    out = make_outlet(name, ["a", "b"], fs=100)
-    mout = marker_outlet(f"{name}-mk")
+    data_type, marker_type = unique("EEG"), unique("Markers")
+    out = make_outlet(name, ["a", "b"], fs=100, stype=data_type)
+    mout = marker_outlet(unique("mk"), stype=marker_type)
     amp = ampkit.get_amp("lslamp")
-    amp.configure(name=name, marker_stream=f"{name}-mk")
+    amp.configure(type=data_type, marker_type=marker_type)
+    assert amp.marker_stream_name == mout.get_info().name()
     amp.start()
     try:
         stamps = pylsl.local_clock() + np.arange(50) / 100.0
@@ -213,7 +217,7 @@ def test_string_stream_refused_as_data():
     [
         {"timeout": 0}, {"timeout": "5"}, {"name": ""}, {"name": 3}, {"max_samples": 0},
         {"wait": -1}, {"irregular_fs": -5}, {"marker_stream": True}, {"marker_stream": 3},
-        {"clocksync": "yes"},
+        {"clocksync": "yes"}, {"marker_type": ""},
     ],
 )
 def test_bad_configuration(config):
