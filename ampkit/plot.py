@@ -127,11 +127,19 @@ def plot_recording(
     units = sorted({rec.units[c] for c in cols})
     ax.text(1.0, 1.0, f"rows {spacing:.3g} {'/'.join(units)} apart", transform=ax.transAxes,
             ha="right", va="bottom", fontsize=8)
-    shown = [(s / fs, text) for s, _, text in rec.markers if first <= s < last]
+    shown = sorted((s / fs, text) for s, _, text in rec.markers if first <= s < last)
+    # Labels are vertical text above the axes; markers closer than a label's
+    # width get their labels pushed right, side by side, instead of overprinted.
+    points_per_s = 0.9 * 12 * 72 / max((last - first) / fs, 1.0 / fs)
+    label_at = -np.inf
     for x, text in shown:
         ax.axvline(x, color="#c0392b", linewidth=0.8, alpha=0.8)
-        ax.text(x, 1.0, f" {text}", transform=ax.get_xaxis_transform(), rotation=90,
-                va="bottom", ha="center", fontsize=7, color="#c0392b", clip_on=False)
+        wanted = x * points_per_s
+        label_at = max(wanted, label_at + 9.0)
+        ax.annotate(f" {text}", (x, 1.0), xycoords=ax.get_xaxis_transform(),
+                    xytext=(label_at - wanted, 0), textcoords="offset points", rotation=90,
+                    va="bottom", ha="center", fontsize=7, color="#c0392b",
+                    annotation_clip=False)
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)
     fig.suptitle(title or (
