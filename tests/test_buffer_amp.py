@@ -139,3 +139,57 @@ def test_errors_and_life_cycle():
     with pytest.raises(StateError, match="disconnect"):
         aw.update()
     assert aw.buffer.shape == (200, 1)  # still readable
+
+
+def test_lsl_driver_feeds_the_watcher():
+    import uuid
+
+    import pylsl  # LSLAPICFG is set by tests/conftest.py
+
+    name = f"ampkit-aw-{uuid.uuid4().hex}"
+    out = pylsl.StreamOutlet(pylsl.StreamInfo(name, "EEG", 2, 100.0, "float32", name))
+    mname = f"{name}-markers"
+    mout = pylsl.StreamOutlet(pylsl.StreamInfo(mname, "Markers", 1, 0.0, "string", mname))
+    data = np.arange(600, dtype=np.float32).reshape(300, 2)
+    stamps = pylsl.local_clock() + np.arange(300) / 100.0
+    with ampkit.get_amp("lsl", name=name, marker_stream=True, timeout=10) as amp:
+        aw = AmpWatcher(amp, buffer_size_s=1)
+        assert aw.buffer.shape == (100, 2)
+        amp.start()
+        for start in range(0, 300, 50):
+            out.push_chunk(data[start : start + 50], stamps[start : start + 50].tolist())
+        mout.push_sample(["S 250"], stamps[250])
+        for _ in range(500):  # the driver waits at most 0.1 s per read
+            if aw.n_new >= 300 and aw.n_new_markers >= 1:
+                break
+            aw.update()
+        amp.stop()
+    assert aw.n_new == 300 and aw.n_new_markers == 1
+    assert_array_equal(aw.unfold_buffer(), data[-100:])
+    assert_allclose(aw.unfold_buffer_t(), stamps[-100:], rtol=0, atol=1e-9)
+    [(t, text)] = aw.get_markers()
+    assert text == "S 250" and abs(t - stamps[250]) < 1e-9
+
+
+def test_rda_driver_feeds_the_watcher():
+    from ampkit.sim.rda import COUNTER_MODULUS, RDASimulator
+
+    with RDASimulator(
+        port=0, channels=["Cnt", "Fz"], fs=1000.0, block_size=10, resolution=[1.0, 0.5],
+        marker_rate=20,
+    ) as sim:
+        with ampkit.get_amp("rda", port=sim.port) as amp:
+            aw = AmpWatcher(amp, buffer_size_s=0.5)
+            assert aw.channel_names == ["Cnt", "Fz"]
+            amp.start()
+            update_until(aw, 1500)
+            amp.stop()
+    # channel 0 counts the simulator's samples: the buffer holds an unbroken run
+    counter = aw.unfold_buffer()[:, 0].astype(np.int64)
+    assert np.all(np.diff(counter) % COUNTER_MODULUS == 1)
+    t = aw.unfold_buffer_t()
+    assert np.all(np.diff(t) > 0)
+    markers = aw.get_markers(since=t[0])
+    assert aw.n_new_markers > 0 and markers
+    for time_s, text in markers:  # each marker sits on the time of one of the samples
+        assert text and np.min(np.abs(t - time_s)) < 1e-6
