@@ -31,6 +31,7 @@ ampkit does not load liblsl.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 from collections.abc import Sequence
 from types import TracebackType
@@ -701,6 +702,36 @@ class StreamWatcher(_Watcher):
         else:
             rows = check_positive_int("chunk_buffer_size", self.chunk_buffer_size)
             self.chunk_buffer = np.empty((rows, n_ch), dtype=dtype)
+            self._chunk_t = np.empty(rows, dtype=np.float64)
+            self._c_args = (
+                ctypes.c_void_p(self.chunk_buffer.ctypes.data),
+                ctypes.c_void_p(self._chunk_t.ctypes.data),
+                ctypes.c_size_t(rows * n_ch),
+                ctypes.c_size_t(rows),
+                ctypes.c_double(0.0),
+            )
+
+    def _pull_numeric(self, inlet: Any) -> int:
+        """Pull what is waiting into ``chunk_buffer`` / ``_chunk_t``; return the count.
+
+        Calls the format's liblsl ``lsl_pull_chunk_*`` function that pylsl's
+        inlet holds, with timestamps going straight into a float64 array:
+        pylsl's ``pull_chunk`` costs several times more per call (it builds
+        buffers and a list of timestamps each time).
+        """
+        pull = getattr(inlet, "do_pull_chunk", None)
+        chunk = self.chunk_buffer
+        if pull is None:  # a pylsl without it: its own, slower, pull_chunk
+            ts = inlet.pull_chunk(0.0, len(chunk), chunk)[1]  # type: ignore[arg-type]
+            self._chunk_t[: len(ts)] = ts
+            return len(ts)
+        err = ctypes.c_int()
+        values = pull(inlet.obj, *self._c_args, ctypes.byref(err))
+        code = err.value
+        if code and code != -1:  # -1: the (zero) wait ended, not an error
+            what = "was lost" if code == -2 else f"failed with liblsl error code {code}"
+            raise ConnectionLostError(f"LSL stream {self.name!r} {what}")
+        return values // chunk.shape[1]  # type: ignore[union-attr]
 
     def update(self) -> None:
         """Move every sample waiting on the inlet into the buffer.
@@ -724,11 +755,11 @@ class StreamWatcher(_Watcher):
         try:
             for _ in range(_MAX_PULLS_PER_UPDATE):
                 if chunk is not None:
-                    ts = inlet.pull_chunk(0.0, len(chunk), chunk)[1]
-                    n = len(ts)
+                    n = self._pull_numeric(inlet)
                     if not n:
                         break
                     data = chunk[:n].copy()
+                    ts = self._chunk_t[:n]
                     more = n == len(chunk)
                 else:
                     values, ts = inlet.pull_chunk(0.0, _STRING_CHUNK)
