@@ -714,24 +714,19 @@ class StreamWatcher(_Watcher):
     def _pull_numeric(self, inlet: Any) -> int:
         """Pull what is waiting into ``chunk_buffer`` / ``_chunk_t``; return the count.
 
-        Calls the format's liblsl ``lsl_pull_chunk_*`` function that pylsl's
-        inlet holds, with timestamps going straight into a float64 array:
-        pylsl's ``pull_chunk`` costs several times more per call (it builds
-        buffers and a list of timestamps each time).
+        Calls the format's liblsl ``lsl_pull_chunk_*`` function, which
+        pylsl's inlet holds as ``do_pull_chunk`` (and uses itself), with the
+        timestamps going straight into a float64 array: pylsl's
+        ``pull_chunk`` costs several times more per call (it allocates
+        buffers and builds a list of timestamps each time).
         """
-        pull = getattr(inlet, "do_pull_chunk", None)
-        chunk = self.chunk_buffer
-        if pull is None:  # a pylsl without it: its own, slower, pull_chunk
-            ts = inlet.pull_chunk(0.0, len(chunk), chunk)[1]  # type: ignore[arg-type]
-            self._chunk_t[: len(ts)] = ts
-            return len(ts)
         err = ctypes.c_int()
-        values = pull(inlet.obj, *self._c_args, ctypes.byref(err))
+        values = inlet.do_pull_chunk(inlet.obj, *self._c_args, ctypes.byref(err))
         code = err.value
         if code and code != -1:  # -1: the (zero) wait ended, not an error
             what = "was lost" if code == -2 else f"failed with liblsl error code {code}"
             raise ConnectionLostError(f"LSL stream {self.name!r} {what}")
-        return values // chunk.shape[1]  # type: ignore[union-attr]
+        return values // self.chunk_buffer.shape[1]  # type: ignore[union-attr]
 
     def update(self) -> None:
         """Move every sample waiting on the inlet into the buffer.
