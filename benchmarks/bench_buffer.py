@@ -29,11 +29,15 @@ where the newest 1000 rows wrap (ampkit's worst case). Rounds interleave the
 peers; every block of 50 adds and every read position keeps its best of
 ``--repeats`` rounds. Read the ratios: the machine is shared.
 
+Then ``StreamWatcher.update()`` of ampkit and of dareplane-utils on the same
+real LSL outlet (loopback only): the median time of an update that finds a
+10-sample chunk of 64 channels waiting, and of one that finds nothing.
+
 Goals (issue 5): add under 1 us and at least 1.5x faster than dareplane-utils;
 reading the newest 1 s at least 10x faster than dareplane-utils'
 ``unfold_buffer()[-n:]`` and independent of the buffer length.
 
-Run: ``python benchmarks/bench_buffer.py [--repeats 5]``
+Run: ``python benchmarks/bench_buffer.py [--repeats 5] [--updates 400]``
 """
 
 from __future__ import annotations
@@ -41,10 +45,16 @@ from __future__ import annotations
 import argparse
 import gc
 import logging
+import os
 import sys
 import time
+import uuid
+from pathlib import Path
 
 import numpy as np
+
+# liblsl must stay on this machine's loopback; set before pylsl is imported.
+os.environ["LSLAPICFG"] = str(Path(__file__).resolve().parents[1] / "tests" / "lsl-loopback.cfg")
 
 N_CH = 64
 FS = 1000
@@ -92,9 +102,9 @@ MIRRORED = "ampkit view_rows=1s"
 
 def make_peers(rows: int) -> dict[str, tuple[object, object]]:
     """name -> (buffer, read-the-newest-1-s function or None)."""
-    from dareplane_utils.general.ringbuffer import RingBuffer as DareplaneRingBuffer
-
     from ampkit.buffer import RingBuffer
+
+    DareplaneRingBuffer, _ = import_dareplane()
 
     plain = RingBuffer((rows, N_CH))
     mirrored = RingBuffer((rows, N_CH), view_rows=WINDOW)
@@ -164,11 +174,78 @@ def sweep_reads(
     return costs * 1e-9 - overhead, wrapped
 
 
+def import_dareplane() -> tuple[type, type]:
+    """dareplane-utils' RingBuffer and StreamWatcher, without its logging setup.
+
+    Importing dareplane_utils reconfigures the root logger (a socket handler
+    to 127.0.0.1:9020, every existing logger disabled); undo that here.
+    """
+    root = logging.getLogger()
+    handlers = list(root.handlers)
+    from dareplane_utils.general.ringbuffer import RingBuffer
+    from dareplane_utils.stream_watcher.lsl_stream_watcher import StreamWatcher
+
+    root.handlers[:] = handlers
+    for name, logger in logging.root.manager.loggerDict.items():
+        if isinstance(logger, logging.Logger):
+            logger.disabled = False
+            if name.startswith("dareplane_utils"):
+                logger.handlers = []
+    logging.getLogger("dareplane_utils").setLevel(logging.ERROR)
+    return RingBuffer, StreamWatcher
+
+
+def bench_watchers(updates: int) -> dict[str, tuple[float, float]]:
+    """Median seconds per ``update()`` of ampkit's and dareplane's StreamWatcher.
+
+    Both watch the same 64-channel float32 outlet at 1 kHz nominal; a
+    10-sample chunk is pushed, then each watcher's ``update()`` is timed
+    with the chunk waiting and once more with nothing waiting. The order
+    alternates; the first ``update()`` after the pause pays for a cold CPU,
+    so both positions are reported by their median over both.
+    """
+    import pylsl
+
+    from ampkit.buffer import StreamWatcher
+
+    _, DareplaneStreamWatcher = import_dareplane()
+    name = f"bench-buffer-{uuid.uuid4().hex}"
+    outlet = pylsl.StreamOutlet(pylsl.StreamInfo(name, "EEG", N_CH, FS, "float32", name))
+    ours = StreamWatcher(name, buffer_size_s=5)
+    ours.connect_to_stream(timeout=10)
+    theirs = DareplaneStreamWatcher(name, buffer_size_s=5)
+    theirs.connect_to_stream()
+    theirs.inlet.open_stream(10)
+    chunk = np.random.default_rng(1).standard_normal((CHUNK, N_CH)).astype(np.float32)
+    times: dict[str, tuple[list[float], list[float]]] = {"ampkit": ([], []), DAREPLANE: ([], [])}
+    clock = time.perf_counter
+    for k in range(updates):
+        outlet.push_chunk(chunk)
+        time.sleep(0.003)
+        order = [("ampkit", ours), (DAREPLANE, theirs)]
+        for label, watcher in order if k % 2 else order[::-1]:
+            before = watcher.n_new
+            t0 = clock()
+            watcher.update()
+            full = clock() - t0
+            t0 = clock()
+            watcher.update()
+            empty = clock() - t0
+            if watcher.n_new - before == CHUNK:  # the whole chunk had arrived
+                times[label][0].append(full)
+                times[label][1].append(empty)
+    ours.disconnect()
+    theirs.disconnect()
+    return {label: (float(np.median(f)), float(np.median(e))) for label, (f, e) in times.items()}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=5, help="rounds per figure (best is kept)")
+    parser.add_argument(
+        "--updates", type=int, default=400, help="StreamWatcher.update() rounds (0: skip)"
+    )
     args = parser.parse_args(argv)
-    logging.getLogger("dareplane_utils").setLevel(logging.ERROR)
     import dareplane_utils
 
     print(
@@ -252,6 +329,16 @@ def main(argv: list[str] | None = None) -> int:
             f"  {name}: worst-position read, 60 s / 5 s buffer = "
             f"{max(a60[1:]) / max(a5[1:]):.2f} (1.0 = independent of length)"
         )
+
+    if args.updates:
+        watchers = bench_watchers(args.updates)
+        print(
+            f"\nStreamWatcher.update(), {N_CH} ch float32 LSL outlet, {CHUNK}-sample chunks "
+            f"(median over up to {args.updates} rounds)"
+        )
+        print(f"  {'':22s} {'chunk waiting (us)':>19s} {'nothing waiting (us)':>21s}")
+        for label, (full, empty) in watchers.items():
+            print(f"  {label:22s} {full * 1e6:19.1f} {empty * 1e6:21.1f}")
 
     print("\ngoals")
     ok = True

@@ -294,4 +294,3 @@ def test_lost_stream_raises_when_not_recovering():
             time.sleep(0.01)
     assert sw.n_new == 4 and sw.get_last(4).tolist() == [[1, 1]] * 4
     sw.disconnect()
-
