@@ -148,8 +148,8 @@ class RingBuffer:
         store_shape = (size + int(view_rows),) + tuple(shape[1:])
         self._store = np.full(store_shape, "" if dtype.kind == "O" else 0, dtype=dtype)
         self._store_t = np.full(size + int(view_rows), 0.0, dtype=np.float64)
-        self.buffer = self._store[:size]
-        self.buffer_t = self._store_t[:size]
+        self._buf = self._store[:size]
+        self._buf_t = self._store_t[:size]
         self.view_rows = int(view_rows)
         self.curr_i = 0
         self.size = size
@@ -161,8 +161,32 @@ class RingBuffer:
 
     def __repr__(self) -> str:
         return (
-            f"RingBuffer(shape={self.buffer.shape}, dtype={self.buffer.dtype}, "
+            f"RingBuffer(shape={self._buf.shape}, dtype={self._buf.dtype}, "
             f"curr_i={self.curr_i}, n_added={self.n_added})"
+        )
+
+    @property
+    def buffer(self) -> np.ndarray:
+        """The ring of samples; read it, write only through :meth:`add_samples`
+        (direct writes miss the ``view_rows`` copies). It cannot be rebound."""
+        return self._buf
+
+    @buffer.setter
+    def buffer(self, value: Any) -> None:
+        raise ConfigurationError(
+            "RingBuffer.buffer cannot be replaced (get_last() reads the same memory): "
+            "create a new RingBuffer of the shape and dtype you need"
+        )
+
+    @property
+    def buffer_t(self) -> np.ndarray:
+        """The timestamps of the rows of :attr:`buffer` (cannot be rebound either)."""
+        return self._buf_t
+
+    @buffer_t.setter
+    def buffer_t(self, value: Any) -> None:
+        raise ConfigurationError(
+            "RingBuffer.buffer_t cannot be replaced: create a new RingBuffer"
         )
 
     # -- writing ---------------------------------------------------------
@@ -196,8 +220,8 @@ class RingBuffer:
         i = self.curr_i
         j = i + n
         if 0 < n and j < self.size and len(samples) == n:
-            self.buffer[i:j] = samples
-            self.buffer_t[i:j] = times
+            self._buf[i:j] = samples
+            self._buf_t[i:j] = times
             if i < self.view_rows:
                 self._mirror(i, j)
             self.curr_i = j
@@ -237,8 +261,8 @@ class RingBuffer:
 
     def _put(self, a: int, samples: Any, times: Any) -> None:
         b = a + len(times)
-        self.buffer[a:b] = samples
-        self.buffer_t[a:b] = times
+        self._buf[a:b] = samples
+        self._buf_t[a:b] = times
         if a < self.view_rows:
             self._mirror(a, b)
 
@@ -246,8 +270,8 @@ class RingBuffer:
         """Copy ring rows ``a .. min(b, view_rows)`` to their place past the end."""
         e = min(b, self.view_rows)
         size = self.size
-        self._store[size + a : size + e] = self.buffer[a:e]
-        self._store_t[size + a : size + e] = self.buffer_t[a:e]
+        self._store[size + a : size + e] = self._buf[a:e]
+        self._store_t[size + a : size + e] = self._buf_t[a:e]
 
     # -- reading ---------------------------------------------------------
 
@@ -256,7 +280,7 @@ class RingBuffer:
         """Timestamp of the newest sample (0.0 while the buffer is empty)."""
         if not self.n_added:
             return 0.0
-        return float(self.buffer_t[self.curr_i - 1])
+        return float(self._buf_t[self.curr_i - 1])
 
     @property
     def n_filled(self) -> int:
@@ -269,11 +293,11 @@ class RingBuffer:
         Rows never written (before the buffer first fills) come first and
         hold zeros (``""`` for object buffers), as in dareplane-utils.
         """
-        return self._unfold(self.buffer)
+        return self._unfold(self._buf)
 
     def unfold_buffer_t(self) -> np.ndarray:
         """Return a copy of the timestamps in time order, newest last."""
-        return self._unfold(self.buffer_t)
+        return self._unfold(self._buf_t)
 
     def _unfold(self, arr: np.ndarray) -> np.ndarray:
         i = self.curr_i

@@ -275,3 +275,12 @@ def test_bad_input_raises():
     with pytest.raises(ConfigurationError):
         rb.get_last(-1)
     assert rb.n_added == 0 and rb.curr_i == 0
+
+
+def test_buffer_arrays_cannot_be_rebound():
+    rb = RingBuffer((4, 2), view_rows=2)
+    with pytest.raises(ConfigurationError, match="cannot be replaced"):
+        rb.buffer = rb.buffer.astype(np.float64)  # what dareplane's StreamWatcher does
+    with pytest.raises(ConfigurationError, match="cannot be replaced"):
+        rb.buffer_t = np.zeros(4)
+    assert rb.buffer.dtype == np.float32 and rb.buffer_t.shape == (4,)
