@@ -96,10 +96,6 @@ class RingBuffer:
 
     Attributes
     ----------
-    buffer : ndarray, shape ``shape``
-        The ring of samples.
-    buffer_t : ndarray of float64, shape (n_rows,)
-        The timestamp of each row of ``buffer``.
     curr_i : int
         Index of the row the next sample goes to; the newest sample is at
         ``curr_i - 1`` (modulo ``n_rows``).
@@ -167,8 +163,11 @@ class RingBuffer:
 
     @property
     def buffer(self) -> np.ndarray:
-        """The ring of samples; read it, write only through :meth:`add_samples`
-        (direct writes miss the ``view_rows`` copies). It cannot be rebound."""
+        """The ring of samples, an ndarray of ``shape``.
+
+        Read it; write only through :meth:`add_samples` (direct writes miss
+        the ``view_rows`` copies). It cannot be rebound.
+        """
         return self._buf
 
     @buffer.setter
@@ -180,7 +179,10 @@ class RingBuffer:
 
     @property
     def buffer_t(self) -> np.ndarray:
-        """The timestamps of the rows of :attr:`buffer` (cannot be rebound either)."""
+        """The timestamp of each row of :attr:`buffer`: float64, shape ``(n_rows,)``.
+
+        It cannot be rebound either.
+        """
         return self._buf_t
 
     @buffer_t.setter
