@@ -25,7 +25,7 @@ import errno
 import logging
 import numbers
 import os
-import select
+import selectors
 import socket
 import subprocess
 import sys
@@ -362,24 +362,30 @@ class MarkerServers:
         self, proc: subprocess.Popen, decoder: marker_stamper.RecordDecoder, out: int
     ) -> None:
         deadline = local_clock() + _START_TIMEOUT
-        while not self.stamp_source:
-            left = deadline - local_clock()
-            chunk = b""
-            if left > 0 and select.select([out], [], [], left)[0]:
-                chunk = os.read(out, 65536)
+        with selectors.DefaultSelector() as sel:  # select() fails on fds >= 1024
+            sel.register(out, selectors.EVENT_READ)
+            while not self.stamp_source:
+                left = deadline - local_clock()
+                chunk = b""
+                if left > 0 and sel.select(left):
+                    chunk = os.read(out, 65536)
+                self._ready_chunk(proc, decoder, chunk)
+
+    def _ready_chunk(
+        self, proc: subprocess.Popen, decoder: marker_stamper.RecordDecoder, chunk: bytes
+    ) -> None:
+        """Handle startup output; on end of output or a failure, kill and raise."""
+        try:
             if not chunk:
-                self._proc = None
-                self._kill(proc)
                 raise AmpkitError(
-                    f"the marker receiving process did not start (exit code {proc.returncode})"
+                    f"the marker receiving process did not start (exit code {proc.poll()})"
                 )
-            try:
-                for record in decoder.feed(chunk):
-                    self._handle(record)
-            except AmpkitError:
-                self._proc = None
-                self._kill(proc)
-                raise
+            for record in decoder.feed(chunk):
+                self._handle(record)
+        except AmpkitError:
+            self._proc = None
+            self._kill(proc)
+            raise
 
     @staticmethod
     def _kill(proc: subprocess.Popen) -> None:
@@ -406,14 +412,16 @@ class MarkerServers:
 
     def _pump(self, decoder: marker_stamper.RecordDecoder, fd: int, stop: threading.Event) -> None:
         """Worker: pass the child's records on until its output ends."""
-        while True:
-            if not select.select([fd], [], [], 0.1)[0]:
-                continue
-            chunk = os.read(fd, 1 << 16)
-            if not chunk:
-                break
-            for record in decoder.feed(chunk):
-                self._handle(record)
+        with selectors.DefaultSelector() as sel:
+            sel.register(fd, selectors.EVENT_READ)
+            while True:
+                if not sel.select(0.1):
+                    continue
+                chunk = os.read(fd, 1 << 16)
+                if not chunk:
+                    break
+                for record in decoder.feed(chunk):
+                    self._handle(record)
         if not stop.is_set():
             code = self._proc.wait() if self._proc is not None else None
             raise ConnectionLostError(
@@ -556,7 +564,18 @@ class MarkerClient:
         # server closed it (e.g. the amp was restarted), and the marker about
         # to be sent would vanish into a dead connection.
         sock = self._sock
-        return sock is None or bool(select.select([sock], [], [], 0)[0])
+        if sock is None:
+            return True
+        sock.setblocking(False)
+        try:
+            sock.recv(1, socket.MSG_PEEK)
+        except BlockingIOError:
+            return False  # nothing to read: the connection is alive
+        except OSError:
+            return True
+        finally:
+            sock.settimeout(self.timeout)
+        return True  # end of stream (or bytes the server never sends)
 
     def send(self, text: str) -> float:
         """Send one marker.
