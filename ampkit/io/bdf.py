@@ -16,8 +16,11 @@ up to the last flush. The format is read back by both in the tests.
 
 Quantisation: each channel maps a physical range onto the 24-bit integers;
 by default ±262143 µV (31.25 nV steps, BioSemi's range) scaled to the
-channel's unit (±262.143 mV, ±0.262143 V). Values outside the range are
-clipped and a warning naming the file is logged.
+channel's unit (±262.143 mV, ±0.262143 V). When the driver tells its
+converter's step (the optional ``get_resolutions()`` hook, e.g. RDA's 0.1 µV),
+the digital step is that step exactly, so the samples are stored without
+loss. Values outside the range are clipped and a warning naming the file is
+logged.
 
 Records last 0.1 s when that is a whole number of samples (else 0.2, 0.25,
 0.5 or 1 s...), so a crash loses at most one record more than the last flush.
@@ -69,8 +72,11 @@ def _field(text: str, width: int) -> bytes:
 
 def _fit8(x: float) -> str:
     """``x`` in at most 8 characters, as EDF number fields require."""
-    for text in (f"{x:g}", *(f"{x:.{p}f}" for p in range(6, -1, -1))):
-        if len(text) <= 8:
+    for p in range(7, -1, -1):  # fixed point: EDF readers do not all take exponents
+        text = f"{x:.{p}f}"
+        if "." in text:
+            text = text.rstrip("0").rstrip(".")
+        if len(text) <= 8 and text not in ("-0", ""):
             return text
     raise RecordingError(f"physical limit {x!r} does not fit an EDF header field")
 
@@ -78,6 +84,25 @@ def _fit8(x: float) -> str:
 def _seconds(x: float) -> str:
     text = f"{x:.9f}".rstrip("0").rstrip(".")
     return text or "0"
+
+
+def _exact_range(step: float) -> tuple[str, int] | None:
+    """(physical maximum text, digital maximum) giving digital steps of exactly ``step``.
+
+    The digital range is symmetric (``-k .. k``) and ``k * step`` must fit
+    the 8-character header field exactly, with its minus sign.
+    """
+    if not (math.isfinite(step) and step > 0):
+        return None
+    for k in (_DMAX, 8000000, 5000000, 4000000, 2500000, 2000000, 1000000):
+        value = k * step
+        try:
+            text = _fit8(value)
+        except RecordingError:
+            continue
+        if len(text) <= 7 and abs(float(text) - value) <= 1e-9 * value:
+            return text, k
+    return None
 
 
 def _record_duration(fs: float) -> tuple[str, int]:
@@ -129,11 +154,21 @@ class BDFWriter(FormatWriter):
             limits = list(np.broadcast_to(np.asarray(physical_max, float), (n_ch,)))
         pmax_text = [_fit8(abs(x)) for x in limits]
         pmin_text = [_fit8(-abs(x)) for x in limits]
+        dmin, dmax = [_DMIN] * n_ch, [_DMAX] * n_ch
+        if physical_max is None and header.resolutions is not None:
+            # The driver's converter step, stored exactly when the header can say so.
+            for i, step in enumerate(header.resolutions):
+                exact = _exact_range(step)
+                if exact is not None:
+                    pmax_text[i], dmax[i] = exact
+                    pmin_text[i], dmin[i] = f"-{exact[0]}", -exact[1]
+        self._dmax = np.array(dmax, np.float64)
+        self._dmin = np.array(dmin, np.float64)
         self._pmin = np.array([float(t) for t in pmin_text])
         self._pmax = np.array([float(t) for t in pmax_text])
         if np.any(self._pmax <= self._pmin):
             raise RecordingError(f"{self.path}: physical range must be non-zero")
-        self._scale = (_DMAX - _DMIN) / (self._pmax - self._pmin)
+        self._scale = (self._dmax - self._dmin) / (self._pmax - self._pmin)
         self.duration_text, self.spr = _record_duration(header.fs)
         self.duration = float(self.duration_text)
         self._annot_bytes = 3 * _ANNOT_SAMPLES
@@ -182,8 +217,8 @@ class BDFWriter(FormatWriter):
         out += [_field(_ascii_unit(u), 8) for u in h.units] + [_field("", 8)]
         out += [_field(t, 8) for t in pmin] + [_field("-1", 8)]
         out += [_field(t, 8) for t in pmax] + [_field("1", 8)]
-        out += [_field(str(_DMIN), 8)] * ns
-        out += [_field(str(_DMAX), 8)] * ns
+        out += [_field(str(int(d)), 8) for d in self._dmin] + [_field(str(_DMIN), 8)]
+        out += [_field(str(int(d)), 8) for d in self._dmax] + [_field(str(_DMAX), 8)]
         out += [_field("", 80)] * ns  # prefiltering
         out += [_field(str(self.spr), 8)] * self._n_ch + [_field(str(_ANNOT_SAMPLES), 8)]
         out += [_field("", 32)] * ns
@@ -227,8 +262,8 @@ class BDFWriter(FormatWriter):
     def _write_records(self, data: np.ndarray) -> None:
         n_rec = len(data) // self.spr
         x = data.astype(np.float64)
-        digital = np.rint((x - self._pmin) * self._scale + _DMIN)
-        clipped = np.count_nonzero(~((digital >= _DMIN) & (digital <= _DMAX)))  # NaN too
+        digital = np.rint((x - self._pmin) * self._scale + self._dmin)
+        clipped = np.count_nonzero(~((digital >= self._dmin) & (digital <= self._dmax)))
         if clipped:
             self._clipped += clipped
             now = local_clock()
@@ -240,7 +275,7 @@ class BDFWriter(FormatWriter):
                     self.path, self._clipped,
                 )
             np.nan_to_num(digital, copy=False, nan=0.0)
-            np.clip(digital, _DMIN, _DMAX, out=digital)
+            np.clip(digital, self._dmin, self._dmax, out=digital)
         ints = digital.astype("<i4").reshape(n_rec, self.spr, self._n_ch).transpose(0, 2, 1)
         three = ints[..., None].view(np.uint8).reshape(n_rec, self._n_ch, self.spr, 4)[..., :3]
         out = np.zeros((n_rec, self._record_bytes), np.uint8)

@@ -71,6 +71,10 @@ class Header:
         Name of the amplifier, stored where the format has a place for it.
     start : datetime.datetime
         Wall-clock time of the recording's start (local time zone).
+    resolutions : list of float or None
+        The size of one step of each channel's converter, in the channel's
+        unit, when the driver tells (``get_resolutions()``, e.g. RDA).
+        BDF+ then stores exactly those steps.
     """
 
     channels: list[str]
@@ -78,6 +82,7 @@ class Header:
     units: list[str] = field(default_factory=list)
     amp: str = ""
     start: dt.datetime = field(default_factory=lambda: dt.datetime.now().astimezone())
+    resolutions: list[float] | None = None
 
     def __post_init__(self) -> None:
         self.channels = [str(c) for c in self.channels]
@@ -93,6 +98,12 @@ class Header:
         if not self.fs > 0:
             raise ConfigurationError(f"cannot record at a sampling frequency of {self.fs!r}")
         self.fs = float(self.fs)
+        if self.resolutions is not None:
+            self.resolutions = [float(r) for r in self.resolutions]
+            if len(self.resolutions) != len(self.channels):
+                raise ConfigurationError(
+                    f"{len(self.resolutions)} resolutions for {len(self.channels)} channels"
+                )
 
     @classmethod
     def from_amp(cls, amp: Any) -> Header:
@@ -101,7 +112,14 @@ class Header:
         get_units = getattr(amp, "get_units", None)
         units = list(get_units()) if get_units is not None else []
         name = getattr(amp, "name", None) or str(amp)
-        return cls(channels, float(amp.get_sampling_frequency()), units, str(name))
+        resolutions = None
+        get_resolutions = getattr(amp, "get_resolutions", None)  # optional driver hook
+        if get_resolutions is not None:
+            resolutions = [float(r) for r in np.asarray(get_resolutions()).ravel()]
+            if len(resolutions) != len(channels):
+                resolutions = None
+        return cls(channels, float(amp.get_sampling_frequency()), units, str(name),
+                   resolutions=resolutions)
 
 
 def recording_error(path: os.PathLike | str, exc: OSError, doing: str = "write") -> RecordingError:

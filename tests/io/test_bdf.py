@@ -160,3 +160,22 @@ def test_reader_fuzz_damaged_files(tmp_path_factory, data, flips, cut):
     except RecordingError:
         return
     assert rec.data.ndim == 2 and rec.data.shape[1] >= 1
+
+
+def test_driver_resolutions_are_stored_exactly(tmp_path):
+    res = [0.1, 1.0, 0.05, 0.5]
+    header = Header(["a", "b", "c", "d"], 100.0, [], "amp", resolutions=res)
+    w = BDFWriter(tmp_path / "r.bdf", header)
+    k = np.random.default_rng(3).integers(-32768, 32767, (200, 4))
+    exact = k * np.array(res)
+    w.write(exact.astype(np.float32), np.arange(200) / 100.0, [])
+    w.close()
+    f = pyedflib.EdfReader(str(tmp_path / "r.bdf"))
+    try:
+        for i in range(4):
+            np.testing.assert_allclose(f.readSignal(i), exact[:, i], rtol=1e-12, atol=1e-12)
+    finally:
+        f.close()
+    raw = mne.io.read_raw_bdf(tmp_path / "r.bdf", preload=True)
+    np.testing.assert_allclose(raw.get_data().T * 1e6, exact, rtol=1e-12, atol=1e-9)
+    np.testing.assert_allclose(read_bdf(tmp_path / "r.bdf").data, exact, rtol=1e-7)
