@@ -106,6 +106,7 @@ class Recorder:
         self._history: deque[tuple[int, np.ndarray]] = deque()
         self._history_samples = 0
         self._keep = max(1024, int(30 * writer.header.fs))
+        self._width = len(writer.header.channels)
         self._worker = Worker(self._run, f"recorder {self.path}")
         self._worker.start()
 
@@ -124,6 +125,11 @@ class Recorder:
             raise RecordingError(f"recording to {self.path} is closed")
         if not len(block) and not block.markers:
             return
+        if len(block) and block.data.shape[1:] != (self._width,):
+            raise RecordingError(
+                f"recording to {self.path}: a block of shape {block.data.shape} does not "
+                f"fit the recording's {self._width} channels"
+            )
         copy = Block(
             np.array(block.data, dtype=np.float32),
             np.array(block.timestamps, dtype=np.float64),

@@ -165,3 +165,14 @@ def test_start_options(tmp_path):
     assert not amp.running
     amp.start(overwrite=True)  # harmless without a file name
     amp.stop()
+
+
+def test_block_of_the_wrong_width_is_refused(tmp_path):
+    from ampkit.decorator import Block
+
+    rec = Recorder(Header(["a", "b"], 10.0), tmp_path / "w")
+    rec.on_block(Block(np.zeros((3, 2), np.float32), np.arange(3.0), [], 0))
+    with pytest.raises(RecordingError, match=r"shape \(3, 3\).*2 channels"):
+        rec.on_block(Block(np.zeros((3, 3), np.float32), 3 + np.arange(3.0), [], 3))
+    rec.close()
+    assert ampkit.io.read(tmp_path / "w").n_samples == 3
