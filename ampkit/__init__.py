@@ -13,7 +13,7 @@ Scripts written for libmushu run with ``import ampkit as libmushu``.
 
 from __future__ import annotations
 
-from ampkit import errors
+from ampkit import errors, io
 from ampkit.amplifier import Amplifier
 from ampkit.buffer import AmpWatcher, RingBuffer, StreamWatcher
 from ampkit.clock import local_clock
@@ -28,6 +28,7 @@ __all__ = [
     "AmpWatcher",
     "Block",
     "errors",
+    "io",
     "get_amp",
     "get_available_amps",
     "local_clock",
