@@ -86,6 +86,19 @@ def _seconds(x: float) -> str:
     return text or "0"
 
 
+def _pwrite(fd: int, data: bytes, offset: int) -> None:
+    """Write at ``offset`` without moving the file position."""
+    if hasattr(os, "pwrite"):
+        os.pwrite(fd, data, offset)
+        return
+    here = os.lseek(fd, 0, os.SEEK_CUR)  # pragma: no cover - Windows
+    try:
+        os.lseek(fd, offset, os.SEEK_SET)
+        os.write(fd, data)
+    finally:
+        os.lseek(fd, here, os.SEEK_SET)
+
+
 def _exact_range(step: float) -> tuple[str, int] | None:
     """(physical maximum text, digital maximum) giving digital steps of exactly ``step``.
 
@@ -304,7 +317,7 @@ class BDFWriter(FormatWriter):
         if self._fd is None:
             return
         try:
-            os.pwrite(self._fd, _field(str(self.n_records), 8), 236)
+            _pwrite(self._fd, _field(str(self.n_records), 8), 236)
         except OSError as exc:
             raise recording_error(self.path, exc) from exc
 
@@ -328,7 +341,7 @@ class BDFWriter(FormatWriter):
             field = f"{self._recording_id} {_SAMPLES_TAG}{self.n_samples}"
             if len(field) <= 80:
                 try:
-                    os.pwrite(self._fd, _field(field, 80), 88)
+                    _pwrite(self._fd, _field(field, 80), 88)
                 except OSError as exc:
                     raise recording_error(self.path, exc) from exc
         finally:
@@ -345,7 +358,7 @@ class BDFWriter(FormatWriter):
             offset = (256 * (self._n_ch + 2) + self.n_records * self._record_bytes
                       - self._annot_bytes + self._last_area)
             try:
-                os.pwrite(self._fd, extra, offset)  # type: ignore[arg-type]
+                _pwrite(self._fd, extra, offset)  # type: ignore[arg-type]
             except OSError as exc:
                 raise recording_error(self.path, exc) from exc
             self._last_area += len(extra)
