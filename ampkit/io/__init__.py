@@ -64,6 +64,8 @@ class Recording:
         ``'brainvision'``, ``'bdf'``, ``'edf'`` or ``'xdf'``.
     timestamps : ndarray of float64 or None
         Per-sample LSL-clock times, where the format stores them (XDF).
+
+    The properties ``n_samples`` and ``duration`` (seconds) give the size.
     """
 
     data: np.ndarray
