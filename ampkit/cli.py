@@ -106,8 +106,9 @@ def cmd_info(args: argparse.Namespace) -> int:
     """Print a driver's channels, rate and presets, or summarise a recording file."""
     from ampkit.io import is_recording, read
 
-    if is_recording(args.driver):
-        print(read(args.driver).summary())
+    suffix = args.driver.rpartition(".")[2].lower()
+    if is_recording(args.driver) or suffix in ("bdf", "edf", "xdf", "vhdr", "eeg", "meta"):
+        print(read(args.driver).summary())  # a missing file: "no recording at ..."
         return 0
     amp = _open_amp(args)
     channels = amp.get_channels()

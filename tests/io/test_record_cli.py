@@ -49,3 +49,8 @@ def test_progress_line_of_the_command(tmp_path):
     last = done.stderr.strip().splitlines()[-1]
     assert "samples" in last and "Hz" in last and "bytes" in last and "backlog" in last
     assert ampkit.io.read(tmp_path / "p.xdf").n_samples >= 200
+
+
+def test_info_on_a_missing_recording_names_it(tmp_path, capsys):
+    assert main(["info", str(tmp_path / "gone.xdf")]) == 2
+    assert "gone.xdf" in capsys.readouterr().err
