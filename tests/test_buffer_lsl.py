@@ -294,3 +294,35 @@ def test_lost_stream_raises_when_not_recovering():
             time.sleep(0.01)
     assert sw.n_new == 4 and sw.get_last(4).tolist() == [[1, 1]] * 4
     sw.disconnect()
+
+
+def test_watching_what_an_ampkit_amp_publishes():
+    """A dareplane-style consumer of ampkit's own LSL publishing (start(lsl=...))."""
+    import ampkit
+
+    name = unique("ampkit-published")
+    amp = ampkit.get_amp("random", fs=500, channels=3)
+    amp.start(lsl=name, lsl_source_id=name)
+    try:
+        data_sw = connected(name, buffer_size_s=2)
+        marker_sw = connected(f"{name}-markers")
+        assert data_sw.channel_names == amp.get_channels()
+        assert marker_sw.buffer.dtype == object
+        blocks = []
+        while sum(len(b) for b in blocks) < 300:  # everything after both subscribed
+            blocks.append(amp.get_block())
+        stamp = blocks[-1].timestamps[-1]
+        amp.add_marker("hello", stamp)
+        blocks.append(amp.get_block())
+        sent = np.concatenate([b.data for b in blocks])
+        sent_t = np.concatenate([b.timestamps for b in blocks])
+        pull_until(data_sw, len(sent))
+        pull_until(marker_sw, 1)
+    finally:
+        amp.stop()
+    assert_array_equal(data_sw.get_last(len(sent)), sent)
+    assert_array_equal(data_sw.get_last_t(len(sent)), sent_t)
+    assert marker_sw.get_last(1).tolist() == [["hello"]]
+    assert marker_sw.get_last_t(1)[0] == pytest.approx(stamp, abs=1e-9)
+    data_sw.disconnect()
+    marker_sw.disconnect()
