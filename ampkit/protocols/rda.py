@@ -331,6 +331,12 @@ class RDAParser:
         """
         if self._error is not None:
             raise self._error
+        if self._body is None:
+            room = HEADER_SIZE - self._head_fill
+        else:
+            room = len(self._body) - self._body_fill
+        if not 0 <= nbytes <= room:
+            raise ValueError(f"buffer_updated({nbytes}): the buffer had room for {room} bytes")
         messages: list[Message] = []
         try:
             if self._body is None:

@@ -92,6 +92,7 @@ def test_exact_samples_and_markers_joining_mid_recording(dtype):
 def test_decorated_amp_places_markers_on_their_samples():
     with make_sim() as sim, ampkit.get_amp("rda", port=sim.port) as amp:
         assert "rda" in ampkit.registry.driver_names()
+        assert amp.is_available()  # the decorator asks the configured address
         amp.start()
         blocks, n = [], 0
         while n < 500:

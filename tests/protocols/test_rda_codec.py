@@ -365,3 +365,9 @@ def test_buffers_are_reused_only_when_no_message_refers_to_them():
     for i in range(50):
         parser.feed(rda.encode_data(i, np.zeros((100, 2), np.int16)))
     assert len(parser._pool._buffers) <= len(kept) + 2
+
+
+def test_buffer_updated_refuses_more_than_the_buffer_held():
+    parser = rda.RDAParser()
+    with pytest.raises(ValueError, match="room for 24"):
+        parser.buffer_updated(25)
