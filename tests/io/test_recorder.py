@@ -3,17 +3,16 @@
 import logging
 import os
 import subprocess
+import threading
 import time
 
 import mne
 import numpy as np
 import pytest
-from iohelpers import expected, make_blocks
 
 import ampkit
 import ampkit.io
 from ampkit.errors import RecordingError
-from ampkit.io.brainvision import BrainVisionWriter
 from ampkit.io.recorder import Recorder
 from ampkit.io.writer import Header
 
@@ -116,31 +115,48 @@ def test_read_only_file_system(small_tmpfs):
     assert not amp.running
 
 
-class SlowDisk(BrainVisionWriter):
-    """A disk that takes 50 ms per write (the format writer is the real one)."""
-
-    def write(self, data, timestamps, marks):
-        time.sleep(0.05)
-        super().write(data, timestamps, marks)
-
-
 def test_slow_disk_warns_with_backlog_and_drops_nothing(tmp_path, caplog):
-    blocks = make_blocks(n_blocks=60, channels=3)
-    data, _, marks = expected(blocks)
-    writer = SlowDisk(tmp_path / "slow", Header(["C0", "C1", "C2"], 250.0))
-    rec = Recorder(None, writer=writer, interval=0.01, max_backlog_bytes=2000)
+    """The data file is a pipe drained slowly by a reader: a sink that cannot keep up."""
+    from ampkit.decorator import Block
+
+    base = tmp_path / "slow"
+    os.mkfifo(tmp_path / "slow.eeg")
+    drained = bytearray()
+
+    def drain():
+        with open(tmp_path / "slow.eeg", "rb") as fifo:  # ~800 KB/s
+            while chunk := fifo.read(16384):
+                drained.extend(chunk)
+                time.sleep(0.02)
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    rng = np.random.default_rng(5)
+    blocks = [
+        Block(rng.standard_normal((100, 64)).astype(np.float32),
+              50.0 + (i * 100 + np.arange(100)) / 1000.0,
+              [(50.0 + i * 0.1 + 0.0105, f"m{i}")], i * 100)
+        for i in range(40)
+    ]  # 1 MB, 16 times the pipe's buffer
+    names = [f"c{i}" for i in range(64)]
+    rec = Recorder(Header(names, 1000.0), base, overwrite=True, interval=0.01,
+                   max_backlog_bytes=100_000)
     backlog = []
     with caplog.at_level(logging.WARNING, logger="ampkit"):
         for b in blocks:
             rec.on_block(b)
             backlog.append(rec.status()["backlog"])
         rec.close()
+    reader.join(30)
     assert "not keeping up" in caplog.text and "samples" in caplog.text
-    assert "slow" in caplog.text
+    assert "slow" in caplog.text and "MB" in caplog.text
     assert max(backlog) > 0
-    got = ampkit.io.read(tmp_path / "slow")
-    np.testing.assert_array_equal(got.data, data)
-    assert [(s, t) for s, _, t in got.markers] == [(s, t) for s, _, t in marks]
+    data = np.concatenate([b.data for b in blocks])
+    np.testing.assert_array_equal(np.frombuffer(bytes(drained), "<f4").reshape(-1, 64), data)
+    lines = (tmp_path / "slow.marker").read_text().splitlines()
+    assert [line.split(" ", 1)[1] for line in lines] == [f"m{i}" for i in range(40)]
+    vmrk = (tmp_path / "slow.vmrk").read_text()
+    assert all(f"Comment,m{i},{i * 100 + 12}," in vmrk for i in range(40))
 
 
 def test_late_marker_lands_on_its_sample(tmp_path):
