@@ -274,10 +274,14 @@ class BDFWriter(FormatWriter):
 
     def _write_records(self, data: np.ndarray) -> None:
         n_rec = len(data) // self.spr
-        x = data.astype(np.float64)
-        digital = np.rint((x - self._pmin) * self._scale + self._dmin)
-        clipped = np.count_nonzero(~((digital >= self._dmin) & (digital <= self._dmax)))
-        if clipped:
+        digital = data.astype(np.float64)  # in place from here: few temporaries
+        digital -= self._pmin
+        digital *= self._scale
+        digital += self._dmin
+        np.rint(digital, out=digital)
+        lo, hi = digital.min(axis=0), digital.max(axis=0)  # NaN propagates to both
+        if not (np.all(lo >= self._dmin) and np.all(hi <= self._dmax)):
+            clipped = np.count_nonzero(~((digital >= self._dmin) & (digital <= self._dmax)))
             self._clipped += clipped
             now = local_clock()
             if now - self._warned > 10.0:
@@ -289,10 +293,13 @@ class BDFWriter(FormatWriter):
                 )
             np.nan_to_num(digital, copy=False, nan=0.0)
             np.clip(digital, self._dmin, self._dmax, out=digital)
-        ints = digital.astype("<i4").reshape(n_rec, self.spr, self._n_ch).transpose(0, 2, 1)
-        three = ints[..., None].view(np.uint8).reshape(n_rec, self._n_ch, self.spr, 4)[..., :3]
+        # (record, channel, sample) order, then the low three bytes of each int32
+        ints = np.empty((n_rec, self._n_ch, self.spr), "<i4")
+        ints[...] = digital.reshape(n_rec, self.spr, self._n_ch).transpose(0, 2, 1)
+        three = ints.view(np.uint8).reshape(n_rec, self._n_ch * self.spr, 4)[:, :, :3]
         out = np.zeros((n_rec, self._record_bytes), np.uint8)
-        out[:, : 3 * self._n_ch * self.spr] = three.reshape(n_rec, -1)
+        body = out[:, : 3 * self._n_ch * self.spr].reshape(n_rec, self._n_ch * self.spr, 3)
+        body[...] = three
         start = 3 * self._n_ch * self.spr
         for r in range(n_rec):
             area = self._tals(self.n_records + r)
