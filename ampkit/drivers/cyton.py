@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
+import select
 import threading
 from collections.abc import Sequence
 from typing import Any, ClassVar
@@ -70,6 +71,14 @@ PORT_ENV = "AMPKIT_CYTON_PORT"
 #: Bytes without a valid packet after which streaming counts as broken
 #: (about one second of data).
 MAX_GARBAGE = 8192
+
+
+def _posix_fd(ser: serial.SerialBase) -> int | None:
+    """The file descriptor of a POSIX device port, None for URLs and Windows."""
+    if os.name != "posix" or type(ser) is not serial.Serial:
+        return None
+    fd = getattr(ser, "fd", None)
+    return fd if isinstance(fd, int) else None
 
 
 def _open(port: str, timeout: float) -> serial.SerialBase:
@@ -217,11 +226,21 @@ class CytonLink:
         # data) and watches for silence; decoding happens in read(), once
         # per call, which keeps this thread's wake-ups cheap.
         ser = self._require()
+        fd = _posix_fd(ser)
         last = local_clock()
         pending = 0  # bytes since the last whole packet, to wake once per packet
         while not stop.is_set():
             try:
-                data = ser.read(max(ser.in_waiting, PACKET_SIZE - pending))
+                if fd is None:
+                    data = ser.read(max(ser.in_waiting, PACKET_SIZE - pending))
+                elif select.select([fd], [], [], 0.05)[0]:
+                    # A device port: read its file descriptor directly, half
+                    # the system calls and Python work of Serial.read().
+                    data = os.read(fd, 65536)
+                    if not data:
+                        raise OSError("end of file (device disconnected?)")
+                else:
+                    data = b""
             except (serial.SerialException, OSError) as exc:
                 raise ConnectionLostError(
                     f"the Cyton on {self.port} went away: {exc}"
