@@ -511,16 +511,6 @@ def _lsl_dtypes(pylsl: Any) -> dict[int, Any]:
     }
 
 
-def _xpath_literal(value: str) -> str:
-    if "'" not in value:
-        return f"'{value}'"
-    if '"' not in value:
-        return f'"{value}"'
-    raise ConfigurationError(
-        f"cannot match a stream property containing both quote kinds: {value!r}"
-    )
-
-
 def lsl_channel_names(info: Any) -> list[str]:
     """Channel names from an LSL stream description.
 
@@ -665,6 +655,8 @@ class StreamWatcher(_Watcher):
         """
         import pylsl
 
+        from ampkit.drivers.lsl import lsl_predicate
+
         self._pylsl = pylsl
         props = {"name": identifier} if isinstance(identifier, str) else dict(identifier or {})
         if not props:
@@ -675,7 +667,7 @@ class StreamWatcher(_Watcher):
         if "name" in props:
             self.name = props["name"]
         timeout = check_positive_number("timeout", timeout)
-        wanted = " and ".join(f"{k}={_xpath_literal(v)}" for k, v in props.items())
+        wanted = lsl_predicate(**props)
         streams = pylsl.resolve_bypred(wanted, 1, timeout)
         if not streams:
             raise AmpNotAvailableError(f"no LSL stream with {wanted} found within {timeout:g} s")

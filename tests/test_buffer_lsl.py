@@ -326,3 +326,13 @@ def test_watching_what_an_ampkit_amp_publishes():
     assert marker_sw.get_last_t(1)[0] == pytest.approx(stamp, abs=1e-9)
     data_sw.disconnect()
     marker_sw.disconnect()
+
+
+def test_names_with_quotes():
+    name = unique("it's")
+    _outlet = make_outlet(name, n_ch=1)
+    sw = connected(name)
+    assert sw.stream.name() == name
+    sw.disconnect()
+    with pytest.raises(ConfigurationError, match="quote"):
+        StreamWatcher("both ' and \"").connect_to_stream(timeout=0.3)
