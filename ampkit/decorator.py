@@ -473,7 +473,8 @@ class AmpDecorator(Amplifier):
             return float(timestamps[0]) + ms / 1000.0
         if row >= n - 1:
             return float(timestamps[-1]) + (row - (n - 1)) / self._fs
-        return float(np.interp(row, np.arange(n), timestamps))
+        i = int(row)  # interpolate between the two samples around the row
+        return float(timestamps[i] + (row - i) * (timestamps[i + 1] - timestamps[i]))
 
     def get_data(self) -> tuple[np.ndarray, list[Marker]]:
         """Read the next block in libmushu's shape.
