@@ -226,3 +226,17 @@ def test_close_stops_and_closes_driver():
     assert driver.stopped and driver.closed
     assert not amp.running
 
+
+
+def test_driver_marker_lands_between_uneven_samples():
+    driver = Scripted([(np.ones((4, 2)), [(15.0, "mid"), (50.0, "beyond")])], fs=100.0)
+    driver.times = np.array([1.0, 1.01, 1.05, 1.06])  # uneven spacing
+    amp = AmpDecorator(driver)
+    amp.start()
+    block = amp.get_block()
+    amp.stop()
+    # 15 ms at 100 Hz is row 1.5: halfway between the times of rows 1 and 2
+    assert block.markers == [(pytest.approx(1.03), "mid")]
+    assert block.marker_samples() == [(2, "mid")]
+    # row 5 is past the block's last row: it waits for a later block
+    assert amp._pending == [(pytest.approx(1.08), "beyond")]
