@@ -61,8 +61,9 @@ def test_streams_paced_packets_with_the_known_signal(daisy):
     parser = PacketParser()
     batch = parser.feed(data)
     assert parser.n_skipped == 0
-    # 250 packets per second; generous bounds for a loaded machine.
-    assert 180 <= len(batch) <= 300
+    # 250 packets per second: never more (pacing), and fewer only when the
+    # machine is very loaded.
+    assert 100 <= len(batch) <= 300
     np.testing.assert_array_equal(batch.sample_numbers, np.arange(len(batch)) % 256)
     samples = SampleAssembler(daisy=daisy).push(batch)
     n = 16 if daisy else 8
