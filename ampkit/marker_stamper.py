@@ -21,7 +21,9 @@ socket, taken in the kernel's network path), converts them from the
 wall clock to the monotonic clock, and uses them instead of the time it read
 the packet; so even the child's own scheduling delays do not count. TCP
 reports one kernel timestamp per read (that of the newest packet), so lines
-that a late read collects together share the newest one's stamp.
+that a late read collects together share the newest one's stamp; the child
+therefore asks for real-time scheduling where allowed (:func:`try_realtime`),
+so that it reads at once even on a busy machine.
 
 This module imports the standard library only, so that the child starts in
 milliseconds without the package (or numpy) on its path. The sans-I/O
