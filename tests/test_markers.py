@@ -712,3 +712,16 @@ def test_a_live_server_frames_any_byte_stream_like_the_codec(live, blob, data):
         sock.sendall(b"END-7f3a\n")
         live.inbox.wait_for("END-7f3a")
     assert live.inbox.texts()[:-1] == expected
+
+
+def test_a_flood_of_bad_lines_is_logged_in_a_bounded_burst(caplog):
+    caplog.set_level(logging.WARNING, logger="ampkit")
+    inbox = Inbox()
+    with MarkerServers(inbox, port=0) as srv, raw_tcp(srv) as sock:
+        sock.sendall(b"bad\0line\n" * 500 + b"fine\n")
+        inbox.wait_for("fine")
+        peer = f"tcp 127.0.0.1:{sock.getsockname()[1]}"
+        time.sleep(0.2)  # log records travel beside the markers
+    lines = [r for r in caplog.records if peer in r.getMessage()]
+    assert len(lines) == 50  # the rest are counted, summarised in the next window
+    assert inbox.texts() == ["fine"]
