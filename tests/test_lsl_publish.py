@@ -224,7 +224,7 @@ def test_ampkit_stream_random_read_by_pylsl_and_by_the_lsl_driver():
     name = unique("cli")
     port = free_port()
     proc = start_cli("stream", "random", "-c", "fs=200", "-c", "channels=6",
-                     "--name", name, "-d", "8", marker_port=port)
+                     "--name", name, "-d", "15", marker_port=port)
     try:
         info = resolve(name, timeout=20)
         inlet = pylsl.StreamInlet(info, recover=False)
@@ -285,8 +285,9 @@ def test_ampkit_stream_republishes_an_lsl_stream_with_its_markers():
         ch.append_child_value("unit", "microvolts")
     out = pylsl.StreamOutlet(info)
     mout = pylsl.StreamOutlet(pylsl.StreamInfo(f"{src}-markers", "Markers", 1, 0, "string", "m"))
+    # No -d: runs until SIGTERM, which must end it cleanly (exit status 0).
     proc = start_cli("stream", "lsl", "-c", f"name={src}", "-c", "marker_stream=True",
-                     "--name", relay, "-d", "8")
+                     "--name", relay)
     try:
         with ampkit.get_amp("lsl", name=relay, marker_stream=True, timeout=20) as amp:
             assert amp.get_channels() == ["O1", "O2"]
@@ -302,20 +303,30 @@ def test_ampkit_stream_republishes_an_lsl_stream_with_its_markers():
             mout.push_sample(["S 11"], stamps[50])
             mout.push_sample(["S 12"], stamps[150])
             blocks = []
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline:
-                blocks.append(amp.get_block())
-                if sum(len(b) for b in blocks) >= 200 and sum(len(b.markers) for b in blocks) >= 2:
+            deadline = time.monotonic() + 20
+            t_next = stamps[-1] + 0.01
+            while True:
+                assert time.monotonic() < deadline, "samples or markers missing"
+                total = sum(len(b) for b in blocks)
+                if total >= 200 and sum(len(b.markers) for b in blocks) >= 2:
                     break
+                if total >= 200:
+                    # A marker goes out with a block holding samples: one that
+                    # reached the relay after the last sample needs more of them.
+                    out.push_chunk(np.full((1, 2), -1, np.float32), [t_next])
+                    t_next += 0.01
+                blocks.append(amp.get_block())
             amp.stop()
     finally:
+        proc.terminate()
         rc, _, err = finish(proc)
     assert rc == 0, err
     got = np.concatenate([b.data for b in blocks])
     got_ts = np.concatenate([b.timestamps for b in blocks])
-    np.testing.assert_array_equal(got, data)
-    np.testing.assert_allclose(got_ts, stamps, atol=1e-9)
-    placed = [(b.index + row, text) for b in blocks for row, text in b.marker_samples()]
+    np.testing.assert_array_equal(got[:200], data)
+    np.testing.assert_allclose(got_ts[:200], stamps, atol=1e-9)
+    # Placed by time: a late marker comes with a later block, at its true time.
+    placed = [(int(np.searchsorted(got_ts, t)), text) for b in blocks for t, text in b.markers]
     assert placed == [(50, "S 11"), (150, "S 12")]
 
 
@@ -327,37 +338,48 @@ def test_round_trip_amp_to_lsl_to_lsl_driver_to_recording(tmp_path, suffix):
     from ampkit.io import read
 
     rng = np.random.default_rng(7)
-    data = (rng.standard_normal((600, 3)) * 50).astype(np.float32)
-    sent_markers = [(0.0, "start"), (1230.0, "S 1"), (2000.0, "S 2"), (2995.0, "end")]
+    data = (rng.standard_normal((1000, 3)) * 50).astype(np.float32)
+    sent_markers = [(0.0, "start"), (123.0, "S 1"), (400.0, "S 2"), (599.0, "end")]
+    # Paced (1 kHz, 10-sample blocks) so data keeps flowing after the last
+    # marker, as in a live session: a marker goes out with a block of samples.
     src = ampkit.get_amp(
-        "replay", data=data, marker=sent_markers, channels=["F3", "F4", "Cz"], fs=200,
-        realtime=False, blocksize_samples=50,
+        "replay", data=data, marker=sent_markers, channels=["F3", "F4", "Cz"], fs=1000,
+        realtime=True, blocksize_samples=10,
     )
     src.name = unique("rt")
     src.start(lsl=True)
     path = tmp_path / f"roundtrip{suffix}"
+    sent_ts = []
     try:
-        with ampkit.get_amp("lsl", name=src.name, marker_stream=True, timeout=10) as amp:
+        with ampkit.get_amp(
+            "lsl", name=src.name, marker_stream=True, timeout=10, wait=0.0
+        ) as amp:
             assert amp.get_channels() == ["F3", "F4", "Cz"]
             amp.start(filename=str(path))
-            sent_ts = np.concatenate([src.get_block().timestamps for _ in range(12)])
-            total, n_markers = 0, 0
-            deadline = time.monotonic() + 15
-            while total < 600 or n_markers < len(sent_markers):
+            total, n_markers, n_sent = 0, 0, 0
+            deadline = time.monotonic() + 20
+            while total < 1000 or n_markers < len(sent_markers):
                 assert time.monotonic() < deadline, f"{total} samples, {n_markers} markers"
+                if n_sent < 1000:
+                    sent = src.get_block()
+                    sent_ts.append(sent.timestamps)
+                    n_sent += len(sent)
+                else:
+                    time.sleep(0.005)
                 block = amp.get_block()
                 total += len(block)
                 n_markers += len(block.markers)
             amp.stop()
     finally:
         src.stop()
+    sent_ts = np.concatenate(sent_ts)
     rec = read(path)
     assert rec.channels == ["F3", "F4", "Cz"]
-    assert rec.fs == 200.0
+    assert rec.fs == 1000.0
     assert rec.units == ["µV"] * 3
     np.testing.assert_array_equal(rec.data, data)
     assert [(i, text) for i, _, text in rec.markers] == [
-        (0, "start"), (246, "S 1"), (400, "S 2"), (599, "end")
+        (0, "start"), (123, "S 1"), (400, "S 2"), (599, "end")
     ]
     if rec.timestamps is not None:
         np.testing.assert_allclose(rec.timestamps, sent_ts, atol=1e-9)

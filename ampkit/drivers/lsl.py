@@ -88,11 +88,23 @@ def lsl_predicate(**properties: str | None) -> str:
     )
 
 
+def _find(predicate: str, timeout: float) -> list[Any]:
+    """Streams matching ``predicate`` (any stream if empty), searched for up to ``timeout`` s.
+
+    A continuous resolver polled until something matches: liblsl's one-shot
+    resolve sometimes returns seconds after its timeout when nothing matches.
+    """
+    resolver = pylsl.ContinuousResolver(pred=predicate) if predicate else pylsl.ContinuousResolver()
+    deadline = local_clock() + timeout
+    while True:
+        found = resolver.results()
+        if found or local_clock() >= deadline:
+            return found
+        time.sleep(0.01)
+
+
 def _resolve(predicate: str, timeout: float, what: str) -> Any:
-    if predicate:
-        found = pylsl.resolve_bypred(predicate, 1, timeout)
-    else:
-        found = pylsl.resolve_streams(timeout)
+    found = _find(predicate, timeout)
     if not found:
         raise AmpNotAvailableError(
             f"no LSL {what} matching [{predicate or 'any stream'}] found within {timeout:g} s "
@@ -598,7 +610,7 @@ class LSLAmp(Amplifier):
     @staticmethod
     def is_available() -> bool:
         """Whether any LSL stream is visible within half a second."""
-        return bool(pylsl.resolve_streams(0.5))
+        return bool(_find("", 0.5))
 
     def _release(self) -> None:
         # pylsl destroys inlets when their objects are collected.

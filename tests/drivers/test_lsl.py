@@ -54,6 +54,38 @@ def read_until(amp, n_samples, deadline_s=10.0):
     return blocks
 
 
+def read_with_markers(amp, out, n_samples, n_markers, t_next, fs, deadline_s=15.0):
+    """Read ``n_samples`` samples and ``n_markers`` markers.
+
+    A marker goes out with a block that holds data, so a marker that arrives
+    after the last real sample needs more samples: push fillers (later
+    stamps, value -1) while waiting.
+    """
+    blocks, total, marks = [], 0, 0
+    deadline = time.monotonic() + deadline_s
+    while total < n_samples or marks < n_markers:
+        assert time.monotonic() < deadline, f"{total} samples, {marks} markers arrived"
+        if total >= n_samples:
+            out.push_chunk(np.full((1, len(amp.get_channels())), -1, np.float32), [t_next])
+            t_next += 1.0 / fs
+        block = amp.get_block()
+        blocks.append(block)
+        total += len(block)
+        marks += len(block.markers)
+    return blocks
+
+
+def placed_markers(blocks):
+    """``(sample, text)`` of every marker: the first sample at or after its time.
+
+    By absolute time over all blocks: a marker whose packet arrives after its
+    sample was delivered comes with a later block (with its true time), as
+    the Amplifier contract allows; recordings place it at its sample.
+    """
+    stamps = np.concatenate([b.timestamps for b in blocks])
+    return [(int(np.searchsorted(stamps, t)), text) for b in blocks for t, text in b.markers]
+
+
 def test_every_sample_timestamp_and_marker_arrives():
     name = unique()
     labels = ["Fz", "Cz", "Pz", "EOG"]
@@ -77,19 +109,14 @@ def test_every_sample_timestamp_and_marker_arrives():
                     mout.push_sample([text], stamps[row])
             i += size
         assert i == 1000
-        blocks = read_until(amp, 1000)
-        # Markers may come after their samples: read a little more.
-        end = time.monotonic() + 1.0
-        while sum(len(b.markers) for b in blocks) < len(sent_markers) and time.monotonic() < end:
-            blocks.append(amp.get_block())
+        blocks = read_with_markers(amp, out, 1000, len(sent_markers), stamps[-1] + 0.004, 250)
         amp.stop()
-    got = np.concatenate([b.data for b in blocks])
+    got = np.concatenate([b.data for b in blocks])[:1000]
     np.testing.assert_array_equal(got, data)
-    got_ts = np.concatenate([b.timestamps for b in blocks])
+    got_ts = np.concatenate([b.timestamps for b in blocks])[:1000]
     # Same computer: the stream's own timestamps, exactly.
     np.testing.assert_allclose(got_ts, stamps, rtol=0, atol=1e-9)
-    placed = {b.index + row: text for b in blocks for row, text in b.marker_samples()}
-    assert placed == sent_markers
+    assert placed_markers(blocks) == sorted(sent_markers.items())
     assert all(b.index == sum(len(x) for x in blocks[:k]) for k, b in enumerate(blocks))
 
 
@@ -109,8 +136,13 @@ def test_libmushu_alias_and_relative_markers():
         out.push_chunk(np.ones((50, 2), np.float32), stamps.tolist())
         mout.push_sample(["hello"], stamps[20] + 0.004)  # between samples 20 and 21
         got, markers, total = [], [], 0
-        deadline = time.monotonic() + 10
-        while (total < 50 or not markers) and time.monotonic() < deadline:
+        deadline = time.monotonic() + 15
+        t_next = stamps[-1] + 0.01
+        while total < 50 or not markers:
+            assert time.monotonic() < deadline
+            if total >= 50:  # markers go out with data: push more while waiting
+                out.push_chunk(np.ones((1, 2), np.float32), [t_next])
+                t_next += 0.01
             data, mk = amp.get_data()
             markers += [(ms + total * 10.0, text) for ms, text in mk]
             total += len(data)
@@ -118,7 +150,7 @@ def test_libmushu_alias_and_relative_markers():
     finally:
         amp.stop()
         amp.close()
-    assert total == 50
+    assert total >= 50
     assert len(markers) == 1 and markers[0][1] == "hello"
     assert markers[0][0] == pytest.approx(204.0, abs=1e-6)
 
@@ -132,12 +164,9 @@ def test_numeric_marker_stream_becomes_text():
         stamps = pylsl.local_clock() + np.arange(10) / 100.0
         out.push_chunk(np.zeros((10, 1), np.float32), stamps.tolist())
         mout.push_sample([7], stamps[3])
-        blocks = read_until(amp, 10)
-        end = time.monotonic() + 2
-        while not any(b.markers for b in blocks) and time.monotonic() < end:
-            blocks.append(amp.get_block())
+        blocks = read_with_markers(amp, out, 10, 1, stamps[-1] + 0.01, 100)
         amp.stop()
-    assert [(b.index + r, t) for b in blocks for r, t in b.marker_samples()] == [(3, "7")]
+    assert placed_markers(blocks) == [(3, "7")]
 
 
 def test_stream_without_description_and_double_format():
@@ -175,7 +204,9 @@ def test_nothing_found_is_a_clear_error_within_the_timeout():
     t0 = time.monotonic()
     with pytest.raises(AmpNotAvailableError) as info:
         ampkit.get_amp("lsl", name=name, timeout=0.5)
-    assert time.monotonic() - t0 < 5.0
+    # Bounded, not exact: on a loaded machine liblsl sometimes ends a fruitless
+    # search a few seconds late.
+    assert time.monotonic() - t0 < 15.0
     message = str(info.value)
     assert f"name='{name}'" in message and "type='EEG'" in message and "0.5 s" in message
 
@@ -301,11 +332,14 @@ def test_reconnect_waits_for_the_stream_to_come_back():
             assert time.monotonic() < deadline, "marker stream did not come back"
             amp.get_block()
         t = pylsl.local_clock()
-        out.push_chunk(np.ones((5, 1), np.float32), (t + np.arange(5) / 100).tolist())
         mout.push_sample(["back"], t + 0.02)
         later = []
+        deadline = time.monotonic() + 20
         while not any(b.markers for b in later):
             assert time.monotonic() < deadline, "marker did not arrive"
+            # Markers go out with the block holding their time: keep data flowing.
+            out.push_chunk(np.ones((5, 1), np.float32), (t + np.arange(5) / 100).tolist())
+            t += 0.05
             later.append(amp.get_block())
         amp.stop()
     assert [text for b in later for _, text in b.markers] == ["back"]
