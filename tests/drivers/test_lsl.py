@@ -387,3 +387,32 @@ def test_reconnect_refuses_a_stream_that_came_back_different():
         with pytest.raises(ConnectionLostError, match="3 channels instead of 1"):
             while time.monotonic() < deadline:
                 amp.get_block()
+
+
+def test_restart_and_forced_time_correction():
+    name = unique()
+    out = make_outlet(name, ["a"], fs=100)
+    # clocksync=True: LSL's time correction even for a stream from this computer;
+    # the correction is then an estimate of zero (well under a millisecond).
+    with ampkit.get_amp("lsl", name=name, clocksync=True) as amp:
+        for run in range(2):
+            amp.start()
+            stamps = pylsl.local_clock() + np.arange(20) / 100.0
+            out.push_chunk(np.full((20, 1), run, np.float32), stamps.tolist())
+            blocks = read_until(amp, 20)
+            amp.stop()
+            got = np.concatenate([b.data for b in blocks])
+            np.testing.assert_array_equal(got[:, 0], run)
+            got_ts = np.concatenate([b.timestamps for b in blocks])
+            np.testing.assert_allclose(got_ts, stamps, rtol=0, atol=1e-3)
+
+
+def test_stream_gone_before_start():
+    name = unique()
+    out = make_outlet(name, ["a"])
+    amp = ampkit.get_amp("lsl", name=name, timeout=1)
+    del out
+    with pytest.raises((ConnectionLostError, AmpNotAvailableError), match=name):
+        amp.start()
+    assert not amp.running
+    amp.close()
