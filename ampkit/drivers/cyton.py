@@ -108,6 +108,8 @@ class CytonLink:
     read_interval : float
         Seconds the reader thread pauses after each read while streaming,
         letting packets gather (0: wake up for every packet).
+    accel : bool
+        Decode the accelerometer.
 
     Attributes
     ----------
@@ -119,14 +121,19 @@ class CytonLink:
     """
 
     def __init__(
-        self, port: str, daisy: bool = False, timeout: float = 3.0, read_interval: float = 0.0
+        self,
+        port: str,
+        daisy: bool = False,
+        timeout: float = 3.0,
+        read_interval: float = 0.0,
+        accel: bool = True,
     ) -> None:
         self.port = port
         self.timeout = timeout
         self.read_interval = read_interval
         self.tracker = GainTracker()
         self.parser = PacketParser(source=f"Cyton on {port}", max_garbage=MAX_GARBAGE)
-        self.assembler = SampleAssembler(daisy=daisy, source=f"Cyton on {port}")
+        self.assembler = SampleAssembler(daisy=daisy, source=f"Cyton on {port}", accel=accel)
         self._answers = ResponseReader(source=f"Cyton on {port}")
         self._serial: serial.SerialBase | None = _open(port, timeout)
         self._worker: Worker | None = None
@@ -534,7 +541,8 @@ class CytonAmp(Amplifier):
                 f"no port configured: configure(port=...) or set {PORT_ENV}"
             )
         link = CytonLink(
-            self.port, daisy=self.daisy, timeout=self.timeout, read_interval=self.latency
+            self.port, daisy=self.daisy, timeout=self.timeout, read_interval=self.latency,
+            accel=self.accel,
         )
         try:
             self._connect(link)

@@ -480,6 +480,9 @@ class SampleAssembler:
         is missing is dropped, and the sample counts as lost.
     source : str
         Named in log messages.
+    accel : bool
+        Track the accelerometer (``Samples.accel`` stays zero otherwise,
+        which saves work per call).
 
     Attributes
     ----------
@@ -500,9 +503,10 @@ class SampleAssembler:
     [(2, 2)]
     """
 
-    def __init__(self, daisy: bool = False, source: str = "cyton") -> None:
+    def __init__(self, daisy: bool = False, source: str = "cyton", accel: bool = True) -> None:
         self.daisy = daisy
         self.source = source
+        self.accel = accel
         self.channels = 16 if daisy else 8
         self.reset()
 
@@ -552,8 +556,19 @@ class SampleAssembler:
     def _hold_accel(self, batch: PacketBatch) -> np.ndarray:
         """Per packet: the newest non-zero accelerometer reading so far."""
         aux = batch.aux
-        if not aux.any():
+        if not self.accel or not aux.any():
             return np.broadcast_to(self._accel, aux.shape)
+        if len(aux) <= 64:
+            # Few packets (the usual read): a loop costs less than the
+            # array operations below.
+            held = self._accel.tolist()
+            out = []
+            for values, footer in zip(aux.tolist(), batch.footers.tolist(), strict=True):
+                if footer == ACCEL_FOOTER and any(values):
+                    held = values
+                out.append(held)
+            self._accel = np.array(held, np.int16)
+            return np.array(out, np.int16)
         fresh = (batch.footers == ACCEL_FOOTER) & aux.any(axis=1)
         idx = np.where(fresh, np.arange(len(aux)), -1)
         np.maximum.accumulate(idx, out=idx)

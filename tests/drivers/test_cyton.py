@@ -36,6 +36,13 @@ def collect(amp, rows: int, limit: float = 10.0):
     return np.concatenate(data), markers
 
 
+def wait_for(condition, limit: float = 5.0) -> None:
+    deadline = time.monotonic() + limit
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.01)
+
+
 def assert_within_one_count(data, sim, index, gains):
     n = len(gains)
     expected = sim.expected_uv(index)[:, :n]
@@ -73,6 +80,7 @@ def test_values_gains_and_accelerometer(daisy):
         np.testing.assert_allclose(data[-1, n:], [0.25, -0.5, 1.0], atol=0.002 / 16)
         expected = [b"s", b"v", b"C", b"d", b"~6"] if daisy else [b"s", b"v", b"d", b"~6"]
         assert sim.commands[: len(expected)] == expected
+        wait_for(lambda: sim.commands[-1:] == [b"s"])  # the simulator reads it a bit later
         assert sim.commands[-2:] == [b"b", b"s"]
 
 
@@ -196,6 +204,7 @@ def test_a_port_in_use_is_refused_and_not_disturbed():
         with pytest.raises(AmpNotAvailableError, match="lock"):
             start(other)
         assert probe(sim.port, timeout=0.3) is None
+        time.sleep(0.2)  # anything sent would have reached the simulator by now
         assert len(sim.commands) == n_commands  # nothing was sent into the stream
         assert CytonAmp.is_available()  # in use by this process counts as available
         collect(amp, 10)

@@ -32,6 +32,14 @@ def read_for(ser, seconds: float) -> bytes:
     return out
 
 
+def read_until(ser, size: int, limit: float = 10.0) -> bytes:
+    out = b""
+    end = time.monotonic() + limit
+    while len(out) < size and time.monotonic() < end:
+        out += ser.read(max(1, ser.in_waiting))
+    return out
+
+
 def test_answers_like_the_board():
     with CytonSimulator(daisy=True) as sim, serial.Serial(sim.port, 115200, timeout=0.05) as ser:
         banner = answer(ser, b"v")
@@ -84,12 +92,12 @@ def test_faults_garbage_drops_and_injection():
             time.sleep(0.2)
             sim.inject(b"\xa0JUNK")
             sim.drop_packets(3)
-            data = read_for(ser, 0.6)
+            data = read_until(ser, 150 * 33)
             ser.write(b"s")
     parser = PacketParser()
     assembler = SampleAssembler()
     samples = assembler.push(parser.feed(data))
-    assert parser.n_skipped > 0
+    assert parser.n_skipped > 0, (len(data), sim.n_sent, sim.commands)
     assert sim.n_dropped >= 3
     # The codec sees the drops (the simulator may have dropped more after
     # the last packet read), and no packet it received is lost to garbage.
