@@ -409,3 +409,25 @@ def test_banner_parsing():
     assert parse_banner("OpenBCI V3 8 channel\n").firmware == (1, 0, 0)
     with pytest.raises(ProtocolError, match="not an OpenBCI board"):
         parse_banner("Device failed to poll Host")
+
+
+@FAST
+@given(st.data())
+def test_accelerometer_hold_same_for_any_chunking(data):
+    n = 150
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**16)))
+    aux = np.where(rng.random((n, 1)) < 0.2, rng.integers(-500, 500, (n, 3)), 0)
+    footers = data.draw(st.sampled_from([0xC0, 0xC1]))
+    raw = encode_packets(np.arange(n), np.zeros((n, 8)), aux, footers)
+    whole = SampleAssembler().push(PacketParser().feed(raw)).accel  # > 64: array path
+    cuts = data.draw(st.lists(st.integers(0, len(raw)), max_size=20))
+    parser, assembler = PacketParser(), SampleAssembler()
+    parts = [assembler.push(parser.feed(c)) for c in split(raw, cuts)]
+    np.testing.assert_array_equal(Samples.concatenate(parts, 8).accel, whole)
+    if footers == 0xC0:
+        fresh = np.flatnonzero(aux.any(axis=1))
+        if len(fresh):
+            np.testing.assert_array_equal(whole[fresh[-1]:], np.broadcast_to(aux[fresh[-1]],
+                                                                              (n - fresh[-1], 3)))
+    else:
+        assert not whole.any()  # other aux modes are not accelerometer readings
