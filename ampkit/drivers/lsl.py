@@ -44,7 +44,7 @@ from ampkit.errors import (
 )
 from ampkit.lsl import marker_stream_name, unit_from_lsl
 
-__all__ = ["LSLAmp", "lsl_predicate"]
+__all__ = ["LSLAmp", "lsl_predicate", "stamp_unanchored"]
 
 logger = logging.getLogger("ampkit")
 
@@ -53,6 +53,65 @@ _pull_chunk_f = _lib.lsl_pull_chunk_f
 
 # Seconds without samples after which a reconnecting amp says it is waiting.
 _SILENCE_WARNING = 2.0
+
+# Most samples an inlet buffers for a slow reader (the ring is allocated up front).
+_MAX_BUFFERED = 10_000_000
+
+# A sample stamped this long before its subscription began has no real time.
+_IMPLAUSIBLE = 10.0
+
+
+def stamp_unanchored(
+    stamps: np.ndarray, floor: float, period: float, next_estimate: float | None
+) -> tuple[int, float | None]:
+    """Give times to samples that liblsl could not stamp (in place).
+
+    An LSL outlet sends most samples of a chunk without a time (*deduced*:
+    the previous sample's time plus one period). An inlet that subscribes in
+    the middle of a chunk has no previous time and deduces from zero, so its
+    first samples come with times near 0. Those (times before ``floor``) are
+    stamped backwards from the first sample with a real time at ``period``
+    spacing; when the block has none, they continue ``next_estimate``, or end
+    now.
+
+    Parameters
+    ----------
+    stamps : ndarray of float64
+        Times of one block, changed in place.
+    floor : float
+        Times before this are not real (subscription time less a margin).
+    period : float
+        Seconds per sample.
+    next_estimate : float or None
+        Time of the next sample when earlier blocks were estimated.
+
+    Returns
+    -------
+    n_fixed : int
+        Samples given a time.
+    next_estimate : float or None
+        None once a real time was found (later samples are stamped by liblsl
+        from it), else the time of the next sample.
+
+    Examples
+    --------
+    >>> ts = np.array([0.001, 0.002, 100.0, 100.001])
+    >>> stamp_unanchored(ts, 90.0, 0.001, None)
+    (2, None)
+    >>> ts
+    array([ 99.998,  99.999, 100.   , 100.001])
+    """
+    n = len(stamps)
+    good = np.flatnonzero(stamps >= floor)
+    j = int(good[0]) if len(good) else n
+    if j == 0:
+        return 0, None
+    if len(good):
+        stamps[:j] = stamps[j] - (j - np.arange(j)) * period
+        return j, None
+    start = next_estimate if next_estimate is not None else local_clock() - (n - 1) * period
+    stamps[:] = start + np.arange(n) * period
+    return n, float(stamps[-1] + period)
 
 
 def _quote(value: str) -> str:
@@ -162,7 +221,12 @@ class _Source:
             sync = found.hostname() != socket.gethostname()
         self.synced = bool(sync)
         flags = pylsl.proc_clocksync if sync else pylsl.proc_none
-        return pylsl.StreamInlet(found, max_buflen=360, recover=False, processing_flags=flags)
+        # liblsl keeps up to max_buflen seconds (LSL's default: 360) for a
+        # slow reader, in a ring it allocates at once and counts in int32:
+        # capped at _MAX_BUFFERED samples for fast streams.
+        rate = found.nominal_srate()
+        seconds = max(1, min(360, int(_MAX_BUFFERED / rate))) if rate > 0 else 360
+        return pylsl.StreamInlet(found, max_buflen=seconds, recover=False, processing_flags=flags)
 
     def subscribe(self, timeout: float) -> None:
         self.inlet.open_stream(timeout)
@@ -226,10 +290,10 @@ class LSLAmp(Amplifier):
     Examples
     --------
     >>> import ampkit
-    >>> amp = ampkit.get_amp('lsl', name='BioSemi', marker_stream='BioSemi-markers')
-    >>> amp.start()
-    >>> block = amp.get_block()     # data, the stream's own timestamps, markers
-    >>> amp.stop()
+    >>> amp = ampkit.get_amp('lsl', name='BioSemi', marker_stream=True)  # doctest: +SKIP
+    >>> amp.start()                                                    # doctest: +SKIP
+    >>> block = amp.get_block()  # the stream's timestamps, markers  # doctest: +SKIP
+    >>> amp.stop()                                                     # doctest: +SKIP
     """
 
     presets = [
@@ -455,7 +519,13 @@ class LSLAmp(Amplifier):
         self._last_data = local_clock()
         self._silent = False
         self._timestamps = None
+        self._subscribed()
         self.running = True
+
+    def _subscribed(self) -> None:
+        """A new subscription: its first samples may lack real times."""
+        self._floor: float | None = local_clock() - _IMPLAUSIBLE
+        self._next_estimate: float | None = None
 
     def _close_streams(self) -> None:
         for source in (self._data, self._markers):
@@ -495,10 +565,12 @@ class LSLAmp(Amplifier):
         """Fill the buffers with what has arrived (waiting ``wait`` for a first sample)."""
         source = self._data
         wait = self._settings["wait"]
-        if source.inlet is None and not source.try_back(self._settings["timeout"]):
-            if wait:
-                time.sleep(min(wait, 0.2))
-            return 0
+        if source.inlet is None:
+            if not source.try_back(self._settings["timeout"]):
+                if wait:
+                    time.sleep(min(wait, 0.2))
+                return 0
+            self._subscribed()
         cap = self._capacity
         n = 0
         try:
@@ -545,6 +617,18 @@ class LSLAmp(Amplifier):
         else:
             data = self._buf[:n].copy()
         stamps = self._ts[:n].copy()
+        if n and self._floor is not None:
+            fixed, self._next_estimate = stamp_unanchored(
+                stamps, self._floor, 1.0 / self.fs, self._next_estimate
+            )
+            if self._next_estimate is None:
+                self._floor = None  # real times from here on
+            if fixed:
+                logger.info(
+                    "LSL stream %r: %d samples at the start of the subscription had no time "
+                    "base (subscribed mid-chunk); stamped %s", self.stream_name, fixed,
+                    "estimated" if self._floor is not None else "from the first stamped sample",
+                )
         self._timestamps = stamps
         if self._markers is not None:
             self._pull_markers()

@@ -416,3 +416,71 @@ def test_stream_gone_before_start():
         amp.start()
     assert not amp.running
     amp.close()
+
+
+def test_stamp_unanchored_backwards_from_the_first_real_time():
+    from ampkit.clock import local_clock
+    from ampkit.drivers.lsl import stamp_unanchored
+
+    ts = np.array([0.001, 0.002, 0.003, 50.0, 50.001])
+    assert stamp_unanchored(ts, 40.0, 0.001, None) == (3, None)
+    np.testing.assert_allclose(ts, [49.997, 49.998, 49.999, 50.0, 50.001])
+    ts = np.array([41.0, 41.1])
+    assert stamp_unanchored(ts, 40.0, 0.1, None) == (0, None)
+    np.testing.assert_array_equal(ts, [41.0, 41.1])
+    # No real time in the block: continue the estimate, or end now.
+    ts = np.array([0.001, 0.002])
+    n, nxt = stamp_unanchored(ts, 40.0, 0.01, 45.0)
+    assert n == 2 and nxt == pytest.approx(45.02)
+    np.testing.assert_allclose(ts, [45.0, 45.01])
+    ts = np.array([0.001, 0.002, 0.003])
+    n, nxt = stamp_unanchored(ts, 40.0, 0.5, None)
+    now = local_clock()
+    assert n == 3 and now - 1.0 < ts[-1] <= now and nxt == pytest.approx(ts[-1] + 0.5)
+    np.testing.assert_allclose(np.diff(ts), 0.5)
+
+
+PUSHER = """
+import sys, time, numpy as np, pylsl
+info = pylsl.StreamInfo(sys.argv[1], "EEG", 1, 1e6, "float32", sys.argv[1])
+out = pylsl.StreamOutlet(info)
+chunk = np.zeros((1024, 1), np.float32)
+print("ready", flush=True)
+end = time.monotonic() + 30
+while time.monotonic() < end:
+    out.push_chunk(chunk)
+"""
+
+
+def test_subscribing_in_the_middle_of_a_chunk(caplog):
+    # liblsl sends only the first sample of a chunk with a time; the others
+    # are deduced from the sample before. An inlet that subscribes in the
+    # middle of a chunk has none before, and gets times near zero for the rest
+    # of that chunk: the driver must give them real ones (and no false gap).
+    import logging
+    import subprocess
+    import sys
+
+    name = unique()
+    proc = subprocess.Popen([sys.executable, "-c", PUSHER, name], stdout=subprocess.PIPE,
+                            text=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        with ampkit.get_amp("lsl", name=name, timeout=10) as amp:
+            for _attempt in range(5):
+                caplog.clear()
+                with caplog.at_level(logging.INFO, logger="ampkit"):
+                    t_open = pylsl.local_clock()
+                    amp.start()
+                    blocks = read_until(amp, 5000)
+                    amp.stop()
+                stamps = np.concatenate([b.timestamps for b in blocks])
+                assert stamps.min() > t_open - 10.0
+                assert not [text for b in blocks for _, text in b.markers]
+                if any("no time base" in r.getMessage() for r in caplog.records):
+                    break
+            else:
+                pytest.fail("never subscribed in the middle of a chunk")
+    finally:
+        proc.kill()
+        proc.wait()
