@@ -22,6 +22,7 @@ import logging
 import os
 import select
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -67,6 +68,10 @@ logger = logging.getLogger("ampkit")
 #: Environment variable naming ports (separated by ``os.pathsep``) that
 #: :meth:`CytonAmp.is_available` probes besides the configured ones.
 PORT_ENV = "AMPKIT_CYTON_PORT"
+
+#: Seconds between drains of a device port by the reader thread: far below
+#: what the smallest OS buffer (4 KB, half a second of data) holds.
+DRAIN_INTERVAL = 0.05
 
 #: Bytes without a valid packet after which streaming counts as broken
 #: (about one second of data).
@@ -139,6 +144,10 @@ class CytonLink:
         self._worker: Worker | None = None
         self._cond = threading.Condition()
         self._raw = bytearray()  # received, not yet decoded
+        self._io_lock = threading.Lock()
+        self._fd: int | None = None
+        self._last_bytes = 0.0
+        self._lost: ConnectionLostError | None = None
 
     # -- commands -------------------------------------------------------
 
@@ -224,37 +233,63 @@ class CytonLink:
         self.assembler.reset()
         with self._cond:
             self._raw.clear()
+        self._last_bytes = local_clock()
+        self._fd = _posix_fd(self._require())
         self._worker = Worker(self._read_loop, f"cyton reader {self.port}")
         self._worker.start()
         self.write(b"b")
 
+    # Two ways to move bytes from the port into self._raw:
+    #
+    # * a POSIX device port (the usual case): its file descriptor is read
+    #   without blocking, by get_data() itself when called (the freshest
+    #   data, no thread hand-off) and every DRAIN_INTERVAL by the reader
+    #   thread, which keeps the OS buffer from overflowing while nobody
+    #   calls get_data() (its size depends on the OS and driver; at 8 KB/s
+    #   even 4 KB lasts half a second). Few wake-ups, hence little CPU.
+    # * anything else (pyserial URLs): the reader thread reads with
+    #   Serial.read(), pausing read_interval after each read.
+    #
+    # Reads and appends happen under _io_lock, so bytes keep their order.
+
+    def _pull(self) -> int:
+        """Read what the port holds now, without blocking (device ports)."""
+        fd = self._fd
+        assert fd is not None
+        with self._io_lock:
+            if not select.select([fd], [], [], 0)[0]:
+                return 0
+            try:
+                data = os.read(fd, 65536)
+            except OSError as exc:
+                raise ConnectionLostError(f"the Cyton on {self.port} went away: {exc}") from exc
+            if not data:
+                raise ConnectionLostError(
+                    f"the Cyton on {self.port} went away: end of file (unplugged?)"
+                )
+            self._last_bytes = local_clock()
+            with self._cond:
+                self._raw += data
+                self._cond.notify_all()
+            return len(data)
+
     def _read_loop(self, stop: threading.Event) -> None:
-        # Only moves bytes out of the OS buffer (a few KB: half a second of
-        # data) and watches for silence; decoding happens in read(), once
-        # per call, which keeps this thread's wake-ups cheap.
+        if self._fd is not None:
+            while not stop.wait(DRAIN_INTERVAL):
+                self._pull()
+                self._check_silence()
+            return
         ser = self._require()
-        fd = _posix_fd(ser)
-        last = local_clock()
         pending = 0  # bytes since the last whole packet, to wake once per packet
         while not stop.is_set():
             try:
-                if fd is None:
-                    data = ser.read(max(ser.in_waiting, PACKET_SIZE - pending))
-                elif select.select([fd], [], [], 0.05)[0]:
-                    # A device port: read its file descriptor directly, half
-                    # the system calls and Python work of Serial.read().
-                    data = os.read(fd, 65536)
-                    if not data:
-                        raise OSError("end of file (device disconnected?)")
-                else:
-                    data = b""
+                data = ser.read(max(ser.in_waiting, PACKET_SIZE - pending))
             except (serial.SerialException, OSError) as exc:
                 raise ConnectionLostError(
                     f"the Cyton on {self.port} went away: {exc}"
                 ) from exc
-            now = local_clock()
             if data:
-                last = now
+                self._last_bytes = local_clock()
                 pending = (pending + len(data)) % PACKET_SIZE
                 with self._cond:
                     self._raw += data
@@ -263,10 +298,38 @@ class CytonLink:
                     # Let a few packets gather: fewer wake-ups of this
                     # thread and of a reader blocked in get_data().
                     stop.wait(self.read_interval)
-            elif now - last > self.timeout:
-                raise ConnectionLostError(
-                    f"no data from the Cyton on {self.port} for {self.timeout:g} s"
-                )
+            else:
+                self._check_silence()
+
+    def _check_silence(self) -> None:
+        if local_clock() - self._last_bytes > self.timeout:
+            raise ConnectionLostError(
+                f"no data from the Cyton on {self.port} for {self.timeout:g} s"
+            )
+
+    def _wait_for_bytes(self, worker: Worker, deadline: float) -> None:
+        """Block until bytes are in self._raw, the reader died, or the deadline."""
+        fd = self._fd
+        if fd is None:
+            with self._cond:
+                while not self._raw and worker.is_alive:
+                    remaining = deadline - local_clock()
+                    if remaining <= 0:
+                        break
+                    self._cond.wait(min(remaining, 0.1))
+            return
+        while not self._raw and worker.is_alive:
+            remaining = deadline - local_clock()
+            if remaining <= 0:
+                return
+            # Short waits: the reader thread may take the bytes meanwhile.
+            if select.select([fd], [], [], min(remaining, 0.01))[0]:
+                if self.read_interval:
+                    # Let a few packets gather (fewer wake-ups of a tight loop).
+                    time.sleep(min(self.read_interval, max(deadline - local_clock(), 0)))
+                self._pull()
+            else:
+                self._check_silence()
 
     def read(self, wait: float) -> Samples | None:
         """Return all samples received so far, waiting up to ``wait`` s for some.
@@ -284,24 +347,39 @@ class CytonLink:
         worker = self._worker
         if worker is None:
             raise StateError("the Cyton is not streaming")
+        if self._lost is not None:
+            error, self._lost = self._lost, None
+            raise error
         deadline = local_clock() + wait
         parts: list[Samples] = []
+        lost: ConnectionLostError | None = None
         while True:
+            if self._fd is not None and worker.is_alive and lost is None:
+                try:
+                    self._pull()
+                except ConnectionLostError as exc:
+                    lost = exc  # raised after what arrived before is handed out
+            if not self._raw and lost is None:
+                try:
+                    self._wait_for_bytes(worker, deadline)
+                except ConnectionLostError as exc:
+                    lost = exc
             with self._cond:
-                while not self._raw and worker.is_alive:
-                    remaining = deadline - local_clock()
-                    if remaining <= 0:
-                        break
-                    self._cond.wait(min(remaining, 0.1))
                 raw, self._raw = self._raw, bytearray()
             if raw:
                 samples = self.assembler.push(self.parser.feed(raw))
                 if len(samples):
                     parts.append(samples)
-            if parts or not worker.is_alive or local_clock() >= deadline:
+            if parts or lost is not None or not worker.is_alive:
+                break
+            if local_clock() >= deadline:
                 break
         if parts:
+            if lost is not None:
+                self._lost = lost
             return Samples.concatenate(parts, self.assembler.channels)
+        if lost is not None:
+            raise lost
         worker.check()
         if not worker.is_alive:
             raise ConnectionLostError(f"the Cyton reader on {self.port} stopped")
@@ -440,11 +518,12 @@ class CytonAmp(Amplifier):
             Seconds to wait for each answer of the board, and the longest
             silence tolerated while streaming.
         latency : float
-            Seconds received packets may wait before being handed on
-            (0 to 0.1). The reader thread then wakes up at most
-            ``1 / latency`` times a second, which keeps the CPU load low;
-            0 hands on every packet at once. (The dongle's USB serial chip
-            adds up to its own latency timer, 16 ms by default.)
+            Seconds (0 to 0.1) a ``get_data()`` that waits for data lets
+            packets gather after the first arrives, so a tight loop wakes
+            up less often; 0 returns each packet as soon as it arrives. A
+            ``get_data()`` that finds data waiting returns it at once. (The
+            dongle's USB serial chip adds its own latency timer, 16 ms by
+            default.)
         accel : bool
             Add accelerometer columns ``AccX``, ``AccY``, ``AccZ`` (g).
         channel_names : sequence of str, optional

@@ -62,9 +62,10 @@ _BANNER = (
     "LIS3DH Device ID: 0x33\n"
     "Firmware: v3.1.2\n"
 )
-#: Bytes kept for a reader that does not read; beyond, packets are lost
-#: as they would be on a real dongle with nobody listening.
-_MAX_BACKLOG = 64 * 1024
+#: Bytes kept for a reader that does not read, besides the pty's own
+#: buffer; beyond, packets are lost, as on a real dongle whose host does
+#: not read, and show as gaps in the sample numbers.
+_MAX_BACKLOG = 4096
 
 
 def default_amplitudes(channels: int = 16) -> np.ndarray:

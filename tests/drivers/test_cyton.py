@@ -84,6 +84,38 @@ def test_values_gains_and_accelerometer(daisy):
         assert sim.commands[-2:] == [b"b", b"s"]
 
 
+def spy_url(port: str) -> str:
+    """A pyserial URL for ``port``: the driver's generic (non-descriptor) read path."""
+    return f"spy://{port}?file={os.devnull}"
+
+
+def test_pyserial_url_values_and_unplug():
+    with CytonSimulator() as sim:
+        amp = ampkit.get_amp("cyton", port=spy_url(sim.port), gains=GAINS8, timeout=2.0)
+        start(amp)
+        data, markers = collect(amp, 60)
+        assert markers == []
+        assert_within_one_count(data, sim, np.arange(len(data)), GAINS8)
+        sim.unplug()
+        with pytest.raises(ConnectionLostError, match="went away"):
+            for _ in range(1000):
+                amp.get_block()
+        amp.stop()
+
+
+def test_a_late_get_data_loses_nothing():
+    # Bytes read by the reader thread meanwhile and those get_data() reads
+    # itself join in order.
+    with CytonSimulator() as sim:
+        amp = ampkit.get_amp("cyton", port=sim.port)
+        start(amp)
+        time.sleep(1.5)
+        data, markers = collect(amp, 300)
+        amp.stop()
+        assert markers == [] and amp.lost_samples == 0
+        assert_within_one_count(data, sim, np.arange(len(data)), [24] * 8)
+
+
 def test_default_gain_and_second_start_on_the_same_port():
     with CytonSimulator() as sim:
         amp = ampkit.get_amp("cyton", port=sim.port)
