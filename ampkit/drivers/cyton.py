@@ -322,11 +322,14 @@ class CytonLink:
             remaining = deadline - local_clock()
             if remaining <= 0:
                 return
+            if self.read_interval:
+                # Look every read_interval: packets gather meanwhile, and a
+                # tight loop wakes up once per interval, not per packet.
+                time.sleep(min(self.read_interval, remaining))
+                if not self._pull():
+                    self._check_silence()
             # Short waits: the reader thread may take the bytes meanwhile.
-            if select.select([fd], [], [], min(remaining, 0.01))[0]:
-                if self.read_interval:
-                    # Let a few packets gather (fewer wake-ups of a tight loop).
-                    time.sleep(min(self.read_interval, max(deadline - local_clock(), 0)))
+            elif select.select([fd], [], [], min(remaining, 0.01))[0]:
                 self._pull()
             else:
                 self._check_silence()
