@@ -13,10 +13,11 @@ around every driver.
 
 from __future__ import annotations
 
-from types import TracebackType
 from typing import Any, ClassVar
 
 import numpy as np
+
+from ampkit.worker import Closing
 
 __all__ = ["Amplifier", "Marker"]
 
@@ -24,7 +25,7 @@ __all__ = ["Amplifier", "Marker"]
 Marker = tuple[float, str]
 
 
-class Amplifier:
+class Amplifier(Closing):
     """Base class of all amplifier drivers (the libmushu contract).
 
     Subclasses override :meth:`start`, :meth:`stop`, :meth:`get_data`,
@@ -154,17 +155,6 @@ class Amplifier:
 
         The default does nothing; drivers holding ports or sockets override it.
         """
-
-    def __enter__(self) -> Amplifier:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __str__(self) -> str:
         return type(self).__name__

@@ -34,7 +34,6 @@ from __future__ import annotations
 import ctypes
 import logging
 from collections.abc import Sequence
-from types import TracebackType
 from typing import Any
 
 import numpy as np
@@ -46,6 +45,7 @@ from ampkit.errors import (
     ConnectionLostError,
     StateError,
 )
+from ampkit.worker import Closing
 
 __all__ = [
     "RingBuffer",
@@ -390,7 +390,7 @@ class RingBuffer:
         return out
 
 
-class _Watcher:
+class _Watcher(Closing):
     """What :class:`StreamWatcher` and :class:`AmpWatcher` share: the face of
     dareplane-utils' StreamWatcher over a :class:`RingBuffer`."""
 
@@ -485,17 +485,6 @@ class _Watcher:
 
     def close(self) -> None:
         """Same as :meth:`disconnect`."""
-        self.disconnect()
-
-    def __enter__(self) -> _Watcher:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
         self.disconnect()
 
 

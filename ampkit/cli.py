@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import logging
 import signal
 import sys
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from ampkit.clock import local_clock
@@ -83,6 +85,37 @@ def _open_amp(args: argparse.Namespace):
     if config:
         amp.configure(**config)
     return amp
+
+
+@contextlib.contextmanager
+def _sigterm_event() -> Iterator[threading.Event]:
+    """Turn SIGTERM into an event that a command's loop polls, so that it ends
+    as cleanly as on Ctrl-C; the previous handler is restored afterwards."""
+    event = threading.Event()
+    try:
+        old = signal.signal(signal.SIGTERM, lambda signum, frame: event.set())
+    except ValueError:  # not the main thread (commands run from tests): leave it alone
+        old = None
+    try:
+        yield event
+    finally:
+        if old is not None:
+            signal.signal(signal.SIGTERM, old)
+
+
+def _serve(sim: Any, duration: float | None) -> None:
+    """Keep a started simulator running until ``duration``, SIGTERM or Ctrl-C;
+    raise its thread's error if it fails; close it in any case."""
+    with _sigterm_event() as stopping:
+        t0 = local_clock()
+        try:
+            while not stopping.is_set() and (duration is None or local_clock() - t0 < duration):
+                time.sleep(0.1)
+                sim.check()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            sim.close()
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -168,44 +201,41 @@ def _format_status(elapsed: float, status: dict[str, Any], acquiring: float | No
 
 
 def _run(amp, args: argparse.Namespace, start_options: dict[str, Any]) -> int:
-    """Start ``amp``, read until the duration is over or Ctrl-C, stop, report."""
-    stopping = False
-
-    def on_signal(signum, frame):  # noqa: ARG001
-        nonlocal stopping
-        stopping = True
-
-    old = signal.signal(signal.SIGTERM, on_signal)
+    """Start ``amp``, read until the duration is over, SIGTERM or Ctrl-C, stop, report."""
     progress = _Progress()
-    amp.start(**start_options)
-    t0 = local_clock()
-    period = 1.0 / amp.get_sampling_frequency()
-    first: float | None = None  # when the first sample's period began
+    with _sigterm_event() as stopping:
+        try:
+            amp.start(**start_options)
+        except BaseException:
+            amp.close()
+            raise
+        t0 = local_clock()
+        period = 1.0 / amp.get_sampling_frequency()
+        first: float | None = None  # when the first sample's period began
 
-    def acquiring() -> float | None:
-        return None if first is None else local_clock() - first
+        def acquiring() -> float | None:
+            return None if first is None else local_clock() - first
 
-    try:
-        while not stopping:
-            elapsed = local_clock() - t0
-            if args.duration is not None and elapsed >= args.duration:
-                break
-            block = amp.get_block()
-            if first is None and len(block):
-                first = float(block.timestamps[0]) - period
-            progress.show(_format_status(local_clock() - t0, amp.status(), acquiring()))
-            if not len(block):
-                time.sleep(0.005)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        signal.signal(signal.SIGTERM, old)
-        elapsed, since = local_clock() - t0, acquiring()
-        status = amp.status()
-        amp.stop()
-        amp.close()
-        progress.show(_format_status(elapsed, status, since), force=True)
-        progress.done()
+        try:
+            while not stopping.is_set():
+                elapsed = local_clock() - t0
+                if args.duration is not None and elapsed >= args.duration:
+                    break
+                block = amp.get_block()
+                if first is None and len(block):
+                    first = float(block.timestamps[0]) - period
+                progress.show(_format_status(local_clock() - t0, amp.status(), acquiring()))
+                if not len(block):
+                    time.sleep(0.005)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            elapsed, since = local_clock() - t0, acquiring()
+            status = amp.status()
+            amp.stop()
+            amp.close()
+            progress.show(_format_status(elapsed, status, since), force=True)
+            progress.done()
     return 0
 
 
@@ -269,32 +299,16 @@ def cmd_sim_rda(args: argparse.Namespace) -> int:
         block_size=args.block_size, dtype="int16" if args.int16 else "float32",
         resolution=args.resolution, marker_rate=args.marker_rate, preamble=args.preamble,
     )
-    stopping = False
-
-    def on_signal(signum, frame):  # noqa: ARG001
-        nonlocal stopping
-        stopping = True
-
     try:
         sim.start()
     except OSError as exc:
         raise ConfigurationError(f"cannot listen on {sim.host}:{sim.port}: {exc}") from None
-    old = signal.signal(signal.SIGTERM, on_signal)
     print(
         f"RDA server on {sim.host}:{sim.port}: {len(sim.channels)} channels, {sim.fs:g} Hz, "
         f"{sim.dtype}; connect with ampkit.get_amp('rda', port={sim.port}). Ctrl-C stops.",
         flush=True,
     )
-    t0 = local_clock()
-    try:
-        while not stopping and (args.duration is None or local_clock() - t0 < args.duration):
-            time.sleep(0.1)
-            sim.check()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        signal.signal(signal.SIGTERM, old)
-        sim.close()
+    _serve(sim, args.duration)
     print(f"sent {sim.blocks_sent} blocks", flush=True)
     return 0
 
@@ -308,13 +322,6 @@ def cmd_sim_cyton(args: argparse.Namespace) -> int:
                              drop=args.drop, seed=args.seed)
     except (ValueError, OSError) as exc:
         raise ConfigurationError(f"cannot start the Cyton simulator: {exc}") from None
-    stopping = False
-
-    def on_signal(signum, frame):  # noqa: ARG001
-        nonlocal stopping
-        stopping = True
-
-    old = signal.signal(signal.SIGTERM, on_signal)
     sim.start()
     print(sim.port, flush=True)
     print(
@@ -323,16 +330,7 @@ def cmd_sim_cyton(args: argparse.Namespace) -> int:
         "Ctrl-C stops.",
         file=sys.stderr, flush=True,
     )
-    t0 = local_clock()
-    try:
-        while not stopping and (args.duration is None or local_clock() - t0 < args.duration):
-            time.sleep(0.1)
-            sim.check()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        signal.signal(signal.SIGTERM, old)
-        sim.close()
+    _serve(sim, args.duration)
     print(f"sent {sim.n_sent} packets", file=sys.stderr, flush=True)
     return 0
 

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ampkit.errors import ConfigurationError
+from ampkit.worker import Closing
 
 if TYPE_CHECKING:  # pragma: no cover
     from ampkit.decorator import AmpDecorator, Block
@@ -97,7 +98,7 @@ def _default_source_id(name: str) -> str:
     return f"ampkit:{socket.gethostname()}:{name}"
 
 
-class LSLPublisher:
+class LSLPublisher(Closing):
     """Publish blocks as an LSL data stream and an LSL marker stream.
 
     A decorator service: :meth:`on_block` pushes one block, :meth:`close`
@@ -271,12 +272,6 @@ class LSLPublisher:
         # pylsl destroys an outlet when its object is collected.
         self._outlet = self._marker_outlet = None
         self._push_n = None
-
-    def __enter__(self) -> LSLPublisher:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"LSLPublisher({self.name!r}, {self._n_channels} ch, {self.fs:g} Hz)"

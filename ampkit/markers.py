@@ -32,7 +32,6 @@ import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from ampkit import marker_stamper
@@ -44,7 +43,7 @@ from ampkit.errors import (
     ConnectionLostError,
     StateError,
 )
-from ampkit.worker import Worker
+from ampkit.worker import Closing, Worker
 
 __all__ = [
     "DEFAULT_HOST",
@@ -161,7 +160,7 @@ def _bind(host: str, port: int, kernel_stamps: bool) -> tuple[socket.socket, soc
     return tcp, udp
 
 
-class MarkerServers:
+class MarkerServers(Closing):
     """The TCP and UDP marker servers of a running amp (a decorator service).
 
     Usually opened by :meth:`ampkit.AmpDecorator.start`; usable alone with
@@ -465,15 +464,7 @@ class MarkerServers:
     def __enter__(self) -> MarkerServers:
         if self._worker is None:
             self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
+        return super().__enter__()
 
     def __repr__(self) -> str:
         return f"MarkerServers({self.addresses or 'stopped'})"
@@ -492,7 +483,7 @@ def _check_text(text: object) -> bytes:
     return text.encode("utf-8") + b"\n"
 
 
-class MarkerClient:
+class MarkerClient(Closing):
     """A connection to a marker server for senders that send many markers.
 
     Parameters
@@ -628,17 +619,6 @@ class MarkerClient:
             except OSError:
                 pass
             sock.close()
-
-    def __enter__(self) -> MarkerClient:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def send_marker(

@@ -12,13 +12,40 @@ import logging
 import threading
 from collections.abc import Callable
 from types import TracebackType
+from typing import TypeVar
 
-__all__ = ["Worker"]
+__all__ = ["Closing", "Worker"]
 
 logger = logging.getLogger("ampkit")
 
+_C = TypeVar("_C", bound="Closing")
 
-class Worker:
+
+class Closing:
+    """Mixin: the context manager of an object that owns something.
+
+    ``with obj as o:`` binds ``obj`` itself and calls ``obj.close()`` on
+    leaving, whatever happened. Owners that must be started first override
+    ``__enter__`` to start them and return ``super().__enter__()``.
+    """
+
+    def close(self) -> None:
+        """Release what the object owns."""
+        raise NotImplementedError
+
+    def __enter__(self: _C) -> _C:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class Worker(Closing):
     """Run ``target(stop_event)`` in a daemon thread.
 
     The target loops until ``stop_event`` is set, waiting at most a fraction
@@ -97,12 +124,4 @@ class Worker:
     def __enter__(self) -> Worker:
         if self._thread is None:
             self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
+        return super().__enter__()

@@ -51,3 +51,20 @@ def test_double_start_refused():
     with pytest.raises(RuntimeError):
         w.start()
     w.close()
+
+
+def test_closing_mixin_closes_on_exit_even_after_an_error():
+    from ampkit.worker import Closing
+
+    class Owner(Closing):
+        closed = 0
+
+        def close(self):
+            self.closed += 1
+
+    with pytest.raises(KeyError):
+        with Owner() as owner:
+            raise KeyError("x")
+    assert owner.closed == 1
+    with pytest.raises(NotImplementedError):
+        Closing().close()

@@ -32,7 +32,6 @@ import select
 import threading
 import tty
 from collections.abc import Sequence
-from types import TracebackType
 
 import numpy as np
 
@@ -49,7 +48,7 @@ from ampkit.protocols.cyton import (
     g_to_accel,
     uv_to_counts,
 )
-from ampkit.worker import Worker
+from ampkit.worker import Closing, Worker
 
 __all__ = ["CytonSimulator", "default_amplitudes", "default_frequencies"]
 
@@ -78,7 +77,7 @@ def default_frequencies(channels: int = 16) -> np.ndarray:
     return 1.0 + np.arange(channels, dtype=np.float64)
 
 
-class CytonSimulator:
+class CytonSimulator(Closing):
     """A simulated Cyton (optionally with Daisy) behind a pty.
 
     Parameters
@@ -250,15 +249,8 @@ class CytonSimulator:
     def __enter__(self) -> CytonSimulator:
         if self._worker is None:
             self.start()
-        return self
+        return super().__enter__()
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # -- the board ----------------------------------------------------------
 
@@ -386,4 +378,3 @@ class CytonSimulator:
             self.n_overflow += n
             return
         self._out += data
-

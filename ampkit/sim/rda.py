@@ -26,7 +26,6 @@ import logging
 import socket
 import threading
 from collections.abc import Sequence
-from types import TracebackType
 from typing import Any
 
 import numpy as np
@@ -36,7 +35,7 @@ from ampkit.drivers.synthetic import check_positive_int, check_positive_number
 from ampkit.errors import ConfigurationError, StateError
 from ampkit.pacing import Pacer
 from ampkit.protocols import rda
-from ampkit.worker import Worker
+from ampkit.worker import Closing, Worker
 
 __all__ = ["RDASimulator", "COUNTER_MODULUS", "PREAMBLE"]
 
@@ -58,7 +57,7 @@ _SINE_PERIOD = 1000  # samples; channel c >= 1 makes 1 + (c - 1) % 10 cycles per
 _SINE_UV = 50.0
 
 
-class RDASimulator:
+class RDASimulator(Closing):
     """A real RDA server on loopback, with a deterministic signal and faults.
 
     Parameters
@@ -318,15 +317,7 @@ class RDASimulator:
     def __enter__(self) -> RDASimulator:
         if self._listener is None:
             self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
+        return super().__enter__()
 
     def check(self) -> None:
         """Raise the error that ended a background thread, if any."""
