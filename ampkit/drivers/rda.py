@@ -58,6 +58,11 @@ logger = logging.getLogger("ampkit")
 _POLL = 0.1  # seconds a blocking call waits between looks at the stop flag
 _RECONNECT_INTERVAL = 0.5
 _BLOCK_MASK = 0xFFFFFFFF
+# At most this many values (and at least one block) per get_data() call: a
+# caller that fell behind catches up in reads of about 4 MB. Arrays of that
+# size reuse freed memory; bigger ones are fresh pages each time (a page fault
+# and a zeroed page per 4 KiB), which would slow a late caller down further.
+_READ_FLOATS = 2**20
 
 
 def _connect(host: str, port: int, timeout: float) -> socket.socket:
@@ -599,7 +604,8 @@ class RDAAmp(Amplifier):
         """Return the samples (µV) and markers received since the last call.
 
         Waits up to 0.1 s for at least one block; returns an empty block
-        when none came.
+        when none came. A caller that fell far behind gets the backlog in
+        parts of about 4 MB (at least one block each), oldest first.
 
         Raises
         ------
@@ -622,10 +628,15 @@ class RDAAmp(Amplifier):
         with self._cond:
             if not self._queue:
                 self._cond.wait_for(lambda: self._queue or not receiver.alive, _POLL)
-            blocks = list(self._queue)
-            self._queue.clear()
-            self._queued = 0
-        n_channels = len(self._start.channels)
+            n_channels = len(self._start.channels)
+            queue = self._queue
+            if self._queued * n_channels <= _READ_FLOATS:
+                blocks = list(queue)
+                queue.clear()
+                self._queued = 0
+            else:
+                blocks, taken = self._take(_READ_FLOATS // n_channels)
+                self._queued -= taken
         if not blocks:
             self._raise_failure(receiver)
             self._timestamps = np.empty(0, np.float64)
@@ -649,6 +660,16 @@ class RDAAmp(Amplifier):
         else:
             self._timestamps = np.concatenate([b[1] for b in blocks])
         return data, markers
+
+    def _take(self, limit: int) -> tuple[list[list[Any]], int]:
+        """The oldest queued blocks, at least one, up to ``limit`` samples (lock held)."""
+        queue = self._queue
+        blocks = [queue.popleft()]
+        taken = len(blocks[0][0])
+        while queue and taken + len(queue[0][0]) <= limit:
+            blocks.append(queue.popleft())
+            taken += len(blocks[-1][0])
+        return blocks, taken
 
     def _raise_failure(self, receiver: RDAReceiver) -> None:
         if self._failure is None and not receiver.alive:

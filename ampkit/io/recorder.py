@@ -2,10 +2,12 @@
 
 :class:`Recorder` is what :meth:`ampkit.AmpDecorator.start` opens for
 ``start(filename=...)``. ``on_block`` only copies the block into a bounded
-queue, so a slow disk never slows acquisition until the queue is full; then
-it logs a warning with the backlog and waits for the disk (nothing is ever
-dropped). A :class:`~ampkit.worker.Worker` thread takes everything queued
-every ``interval`` seconds (sooner when the queue fills), places each marker
+queue (into buffers reused once written: fresh memory would cost the kernel a
+page fault and a zeroed page per 4 KiB, more than the copy), so a slow disk
+never slows acquisition until the queue is full; then it logs a warning with
+the backlog and waits for the disk (nothing is ever dropped). A
+:class:`~ampkit.worker.Worker` thread takes everything queued every
+``interval`` seconds (sooner when the queue fills), places each marker
 at its sample, hands the batch to the format writer and flushes it, so the
 files on disk are at most about ``interval`` behind acquisition.
 
@@ -37,6 +39,29 @@ logger = logging.getLogger("ampkit")
 
 #: Default bound of the queue between acquisition and the writer thread.
 MAX_BACKLOG_BYTES = 256 * 2**20
+
+#: Size of the reusable buffers blocks are copied into (bigger blocks get a
+#: buffer of their own size, reused as well).
+SLAB_BYTES = 8 * 2**20
+#: Bytes of written buffers kept for reuse; beyond that they are freed.
+_SPARE_BYTES = 64 * 2**20
+
+
+class _Slab:
+    """A buffer that queued blocks are copied into, one after the other.
+
+    The acquisition thread fills it (``used``) and retires it when the next
+    block does not fit; the writer thread counts the blocks it wrote
+    (``pending``). Retired with nothing pending, it is free for reuse.
+    """
+
+    __slots__ = ("array", "used", "pending", "retired")
+
+    def __init__(self, n_floats: int) -> None:
+        self.array = np.empty(n_floats, np.float32)
+        self.used = 0
+        self.pending = 0
+        self.retired = False
 
 
 class Recorder:
@@ -95,7 +120,9 @@ class Recorder:
         # disk works while acquisition is still filling the queue.
         self._wake_bytes = min(self.max_backlog_bytes // 4, 4 * 2**20)
         self._cond = threading.Condition()
-        self._queue: deque[Block] = deque()
+        self._queue: deque[tuple[Block, _Slab | None]] = deque()
+        self._slab: _Slab | None = None  # being filled (acquisition thread only)
+        self._spare: list[_Slab] = []  # retired and written: free for reuse
         self._queued_bytes = 0
         self._queued_samples = 0
         self._failed: BaseException | None = None
@@ -130,8 +157,12 @@ class Recorder:
                 f"recording to {self.path}: a block of shape {block.data.shape} does not "
                 f"fit the recording's {self._width} channels"
             )
+        if len(block):
+            data, slab = self._stage(block.data)
+        else:
+            data, slab = np.array(block.data, dtype=np.float32), None
         copy = Block(
-            np.array(block.data, dtype=np.float32),
+            data,
             np.array(block.timestamps, dtype=np.float64),
             list(block.markers),
             block.index,
@@ -144,12 +175,45 @@ class Recorder:
                     if not self._worker.is_alive:
                         break
                     self._cond.wait(0.25)
-            self._queue.append(copy)
+            self._queue.append((copy, slab))
+            if slab is not None:
+                slab.pending += 1
             self._queued_bytes += size
             self._queued_samples += len(copy)
             if self._queued_bytes > self._wake_bytes:
                 self._cond.notify_all()
         self._check()
+
+    def _stage(self, data: np.ndarray) -> tuple[np.ndarray, _Slab]:
+        """Copy ``data`` (n, width) into the current slab (or a new one) as float32."""
+        need = data.shape[0] * self._width
+        slab = self._slab
+        if slab is None or slab.used + need > len(slab.array):
+            with self._cond:
+                if slab is not None:
+                    slab.retired = True
+                    if not slab.pending:
+                        self._release(slab)
+                slab = self._take_slab(need)
+            self._slab = slab
+        view = slab.array[slab.used : slab.used + need].reshape(data.shape[0], self._width)
+        np.copyto(view, data, casting="unsafe")
+        slab.used += need
+        return view, slab
+
+    def _take_slab(self, need: int) -> _Slab:
+        """A spare slab that holds ``need`` floats, or a new one (lock held)."""
+        for i, slab in enumerate(self._spare):
+            if len(slab.array) >= need:
+                return self._spare.pop(i)
+        return _Slab(max(need, SLAB_BYTES // 4))
+
+    def _release(self, slab: _Slab) -> None:
+        """Keep a written, retired slab for reuse (lock held)."""
+        slab.used = slab.pending = 0
+        slab.retired = False
+        if sum(s.array.nbytes for s in self._spare) + slab.array.nbytes <= _SPARE_BYTES:
+            self._spare.append(slab)
 
     def _warn_backlog(self) -> None:
         now = local_clock()
@@ -225,14 +289,21 @@ class Recorder:
                 with self._cond:
                     if not stop.is_set():
                         self._cond.wait(self.interval)
-                    blocks = list(self._queue)
+                    entries = list(self._queue)
                     self._queue.clear()
                     self._queued_bytes = 0
                     self._queued_samples = 0
                     self._cond.notify_all()
-                if blocks:
-                    self._write(blocks)
+                if entries:
+                    self._write([block for block, _ in entries])
                     self.writer.flush()
+                    # Written: the writers keep no reference to the arrays.
+                    with self._cond:
+                        for _, slab in entries:
+                            if slab is not None:
+                                slab.pending -= 1
+                                if slab.retired and not slab.pending:
+                                    self._release(slab)
                 elif stop.is_set():
                     return
         except BaseException as exc:

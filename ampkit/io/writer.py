@@ -245,7 +245,9 @@ class FormatWriter:
         """Append several blocks at once (the writer thread's batch).
 
         The default joins them and calls :meth:`write`; a format that can
-        write the blocks as they are overrides it to save the copy.
+        write the blocks as they are overrides it to save the copy. A writer
+        keeps no reference to the arrays (nor views of them) after it
+        returns: the recorder reuses their memory for later blocks.
         """
         if len(data) == 1:
             self.write(data[0], timestamps[0], marks)

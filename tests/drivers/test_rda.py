@@ -245,6 +245,27 @@ def test_slow_reader_loses_nothing_within_the_buffer():
     assert amp.gap_count == 0
 
 
+def test_late_reader_gets_its_backlog_in_parts(monkeypatch):
+    import ampkit.drivers.rda as rda_driver
+
+    monkeypatch.setattr(rda_driver, "_READ_FLOATS", 3 * BLOCK * len(RES))  # 3 blocks a read
+    with make_sim() as sim, RDAAmp() as amp:
+        amp.configure(port=sim.port)
+        amp.start()
+        time.sleep(0.6)
+        sizes, datas, markers, rows = [], [], [], 0
+        while rows < 500:
+            data, block_markers = amp.get_data()
+            sizes.append(len(data))
+            markers += [(rows + round(ms * FS / 1000.0), text) for ms, text in block_markers]
+            datas.append(data)
+            rows += len(data)
+        amp.stop()
+    assert max(sizes) == 3 * BLOCK and len(sizes) > 10
+    check_run(sim, np.concatenate(datas), markers)
+    assert amp.gap_count == 0
+
+
 def test_buffer_overflow_is_counted_logged_and_marked(caplog):
     with make_sim() as sim, RDAAmp() as amp:
         amp.configure(port=sim.port, buffer_seconds=0.1)
