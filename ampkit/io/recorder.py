@@ -43,8 +43,8 @@ MAX_BACKLOG_BYTES = 256 * 2**20
 #: Size of the reusable buffers blocks are copied into (bigger blocks get a
 #: buffer of their own size, reused as well).
 SLAB_BYTES = 8 * 2**20
-#: Bytes of written buffers kept for reuse; beyond that they are freed.
-_SPARE_BYTES = 64 * 2**20
+# Written buffers are kept for reuse up to the queue's bound: a backlog that
+# came once tends to come again, and then needs no fresh memory.
 
 
 class _Slab:
@@ -81,6 +81,7 @@ class Recorder:
         Seconds between the writer thread's batches (and flushes).
     max_backlog_bytes : int
         Bound of the queue; when full, ``on_block`` warns and waits.
+        Buffers written are kept for reuse up to this size too.
     writer : ampkit.io.writer.FormatWriter, optional
         Use this open writer instead of opening ``filename``.
 
@@ -123,6 +124,7 @@ class Recorder:
         self._queue: deque[tuple[Block, _Slab | None]] = deque()
         self._slab: _Slab | None = None  # being filled (acquisition thread only)
         self._spare: list[_Slab] = []  # retired and written: free for reuse
+        self._spare_bytes = 0
         self._queued_bytes = 0
         self._queued_samples = 0
         self._failed: BaseException | None = None
@@ -205,6 +207,7 @@ class Recorder:
         """A spare slab that holds ``need`` floats, or a new one (lock held)."""
         for i, slab in enumerate(self._spare):
             if len(slab.array) >= need:
+                self._spare_bytes -= slab.array.nbytes
                 return self._spare.pop(i)
         return _Slab(max(need, SLAB_BYTES // 4))
 
@@ -212,8 +215,9 @@ class Recorder:
         """Keep a written, retired slab for reuse (lock held)."""
         slab.used = slab.pending = 0
         slab.retired = False
-        if sum(s.array.nbytes for s in self._spare) + slab.array.nbytes <= _SPARE_BYTES:
+        if self._spare_bytes + slab.array.nbytes <= self.max_backlog_bytes:
             self._spare.append(slab)
+            self._spare_bytes += slab.array.nbytes
 
     def _warn_backlog(self) -> None:
         now = local_clock()

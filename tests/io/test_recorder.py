@@ -201,11 +201,10 @@ def test_reused_copy_buffers_keep_every_sample(tmp_path, monkeypatch):
     from ampkit.decorator import Block
 
     monkeypatch.setattr(recorder_module, "SLAB_BYTES", 4096)
-    monkeypatch.setattr(recorder_module, "_SPARE_BYTES", 3 * 4096)
     rng = np.random.default_rng(11)
     width = 8
     rec = Recorder(Header([f"c{i}" for i in range(width)], 1000.0), tmp_path / "reuse",
-                   interval=0.002)
+                   interval=0.002, max_backlog_bytes=3 * 4096)
     expected, index = [], 0
     for i in range(400):
         n = int(rng.integers(1, 300))  # up to 9.6 KB: some blocks span several buffers
