@@ -109,7 +109,9 @@ class Amplifier(Closing):
             The new samples, oldest first; ``n_samples`` may be 0.
         markers : list of (float, str)
             ``(ms, text)`` with ``ms`` relative to the first sample of ``data``
-            (negative values and values beyond the block are allowed).
+            (negative values and values beyond the block are allowed). In an
+            empty block, ``ms`` counts from when its first sample is due: the
+            sample after the last one returned.
 
         Raises
         ------

@@ -61,12 +61,16 @@ class Block:
         ``(time_s, text)`` with absolute times on the same clock, sorted.
     index : int
         Number of samples delivered before this block since ``start()``.
+    origin : float
+        When the block's first sample was due: where an empty block's
+        relative marker times count from.
     """
 
     data: np.ndarray
     timestamps: np.ndarray
     markers: list[tuple[float, str]] = field(default_factory=list)
     index: int = 0
+    origin: float = float("nan")
 
     def __len__(self) -> int:
         return len(self.data)
@@ -75,7 +79,7 @@ class Block:
         """Markers as libmushu has them: ``(ms after the first sample, text)``."""
         if not self.markers:
             return []
-        t0 = self.timestamps[0]
+        t0 = self.timestamps[0] if len(self.timestamps) else self.origin
         return [((t - t0) * 1000.0, text) for t, text in self.markers]
 
     def marker_samples(self) -> list[tuple[int, str]]:
@@ -158,6 +162,7 @@ class AmpDecorator(Amplifier):
         self._pending: list[tuple[float, str]] = []
         self._channels: list[str] = []
         self._fs = 0.0
+        self._last_time = -np.inf
 
     # -- delegation ------------------------------------------------------
 
@@ -279,6 +284,7 @@ class AmpDecorator(Amplifier):
             self.amp.stop()
             raise
         self.n_samples = self.n_markers = 0
+        self._last_time = -np.inf  # time of the newest sample delivered
         self.gaps = []
         self._pending = []
         self._services = services
@@ -410,7 +416,9 @@ class AmpDecorator(Amplifier):
         Block
             Data (float32), one timestamp per sample, and every marker whose
             time is not after the block's last sample (markers that come
-            later wait for the next block; none is dropped or repeated).
+            later wait for the next block; none is dropped or repeated). A
+            marker that arrives after its sample was delivered comes with the
+            next block, even an empty one.
 
         Raises
         ------
@@ -447,10 +455,15 @@ class AmpDecorator(Amplifier):
         while inbox:
             bisect.insort(pending, inbox.popleft(), key=_time_of)
         markers: list[tuple[float, str]] = []
-        if pending and n:
-            cut = bisect.bisect_right(pending, float(timestamps[-1]), key=_time_of)
+        # A block takes the markers up to its last sample; an empty block the
+        # late ones, whose sample was delivered already (they must not wait
+        # for samples that may never come).
+        last = float(timestamps[-1]) if n else self._last_time
+        if pending and pending[0][0] <= last:
+            cut = bisect.bisect_right(pending, last, key=_time_of)
             markers, self._pending = pending[:cut], pending[cut:]
-        block = Block(data, timestamps, markers, self.n_samples)
+        block = Block(data, timestamps, markers, self.n_samples, self._last_time + 1.0 / self._fs)
+        self._last_time = last
         self.n_samples += n
         self.n_markers += len(markers)
         for service in self._services:
@@ -463,12 +476,21 @@ class AmpDecorator(Amplifier):
         The marker's row (``ms * fs / 1000``) is looked up in the block's
         timestamps, so it lands on the sample the driver meant even where the
         timestamps are not evenly spaced; outside the block it is extrapolated
-        at the nominal rate.
+        at the nominal rate. In an empty block, rows count from the sample
+        after the last one delivered.
         """
         n = len(timestamps)
-        if n == 0:
-            return arrival + ms / 1000.0
         row = ms * self._fs / 1000.0
+        nearest = round(row)
+        if abs(row - nearest) < 1e-6:
+            row = nearest  # a marker on a sample stays on it despite rounding
+        if n == 0:
+            # Counted from when the empty block's first sample is due.
+            if not np.isfinite(self._last_time):
+                return arrival + ms / 1000.0
+            if row == -1:
+                return self._last_time
+            return self._last_time + (row + 1) / self._fs
         if row <= 0:
             return float(timestamps[0]) + ms / 1000.0
         if row >= n - 1:

@@ -240,3 +240,37 @@ def test_driver_marker_lands_between_uneven_samples():
     assert block.marker_samples() == [(2, "mid")]
     # row 5 is past the block's last row: it waits for a later block
     assert amp._pending == [(pytest.approx(1.08), "beyond")]
+
+
+def test_a_late_marker_comes_with_the_next_block_even_an_empty_one():
+    driver = Scripted([(np.ones((3, 2)), [])], fs=100.0)
+    driver.times = np.array([5.0, 5.01, 5.02])
+    amp = AmpDecorator(driver)
+    amp.start()
+    amp.get_block()
+    driver.times = np.empty(0)
+    amp.add_marker("late", timestamp=5.01)  # its sample was delivered already
+    amp.add_marker("future", timestamp=6.0)  # no sample yet: waits
+    block = amp.get_block()
+    assert len(block) == 0
+    assert block.markers == [(5.01, "late")]
+    # relative to where the empty block's first sample was due (5.03): -20 ms
+    data, markers = amp.get_data()  # nothing more
+    assert markers == []
+    assert block.relative_markers() == [(pytest.approx(-20.0), "late")]
+    assert block.index == 3 and block.marker_samples() == [(0, "late")]
+    amp.stop()
+
+
+def test_driver_markers_of_an_empty_block_count_from_the_next_sample():
+    driver = Scripted([(np.ones((3, 2)), [])], fs=100.0)
+    driver.times = np.array([5.0, 5.01, 5.02])
+    amp = AmpDecorator(driver)
+    amp.start()
+    amp.get_block()
+    driver.times = np.empty(0)
+    # -10 ms from the next sample (due at 5.03) is the last sample delivered
+    driver.blocks = [(np.zeros((0, 2)), [(-10.0, "on the last sample"), (-25.0, "earlier")])]
+    block = amp.get_block()
+    assert block.markers == [(pytest.approx(5.005), "earlier"), (5.02, "on the last sample")]
+    amp.stop()

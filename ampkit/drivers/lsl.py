@@ -652,7 +652,13 @@ class LSLAmp(Amplifier):
             if self._pending:
                 markers += [((t - t0) * 1000.0, text) for t, text in self._pending]
                 self._pending = []
-        elif not self._silent and local_clock() - self._last_data > _SILENCE_WARNING:
+        elif self._pending and self._last_ts is not None:
+            # An empty block's markers count from when its first sample is due
+            # (the contract), so markers keep flowing when the samples stop.
+            origin = self._last_ts + 1.0 / self.fs
+            markers = [((t - origin) * 1000.0, text) for t, text in self._pending]
+            self._pending = []
+        if not n and not self._silent and local_clock() - self._last_data > _SILENCE_WARNING:
             self._silent = True
             logger.warning("no samples from LSL stream %r for %.0f s",
                            self.stream_name, _SILENCE_WARNING)
