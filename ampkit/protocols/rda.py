@@ -232,15 +232,26 @@ class _BufferPool:
     def __init__(self, keep_bytes: int = 64 * 2**20) -> None:
         self._room = keep_bytes
         self._buffers: list[np.ndarray] = []
+        self._next = 0  # where the next look starts
         self._refcount = getattr(sys, "getrefcount", None)
 
     def get(self, n: int) -> np.ndarray:
         """A writable uint8 array of ``n`` bytes."""
         refcount = self._refcount
-        if refcount is not None:
-            for buf in self._buffers:
-                # Free when only the list, this loop and the call refer to it.
+        buffers = self._buffers
+        if refcount is not None and buffers:
+            # Buffers are handed out round the list and mostly come back in
+            # that order (blocks are read oldest first): the oldest one, where
+            # the look starts, is usually free. A few looks, not all: a
+            # reader that fell behind holds hundreds of them.
+            count = len(buffers)
+            i = self._next % count
+            for _ in range(min(count, 8)):
+                buf = buffers[i]
+                i = i + 1 if i + 1 < count else 0
+                # Free when only the list, this name and the call refer to it.
                 if len(buf) >= n and refcount(buf) <= 3:
+                    self._next = i
                     return buf[:n]
         buf = np.empty(n + n // 8 + 4096, np.uint8)
         if refcount is not None and len(buf) <= self._room:

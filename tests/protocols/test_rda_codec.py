@@ -367,6 +367,21 @@ def test_buffers_are_reused_only_when_no_message_refers_to_them():
     assert len(parser._pool._buffers) <= len(kept) + 2
 
 
+def test_buffer_reuse_with_many_messages_held_like_a_late_reader():
+    parser = rda.RDAParser()
+    parser.feed(rda.encode_start(["A", "B"], 1000.0, [1.0, 1.0]))
+    held = [parser.feed(rda.encode_data(i, np.full((100, 2), i, np.int16)))[0]
+            for i in range(30)]  # more than the pool looks at per message
+    for msg in held:
+        assert np.all(msg.data == msg.block)
+    n_buffers = len(parser._pool._buffers)
+    del held, msg  # the late reader catches up, oldest first
+    for i in range(100):
+        msg = parser.feed(rda.encode_data(i, np.full((100, 2), i, np.int16)))[0]
+        assert np.all(msg.data == i)
+    assert len(parser._pool._buffers) == n_buffers  # no new buffer: old ones reused
+
+
 def test_buffer_updated_refuses_more_than_the_buffer_held():
     parser = rda.RDAParser()
     with pytest.raises(ValueError, match="room for 24"):
