@@ -256,7 +256,10 @@ class _BufferPool:
         buf = np.empty(n + n // 8 + 4096, np.uint8)
         if refcount is not None and len(buf) <= self._room:
             self._room -= len(buf)
-            self._buffers.append(buf)
+            # The newest in the round: just before the oldest, where looks start.
+            i = self._next % len(buffers) if buffers else 0
+            buffers.insert(i, buf)
+            self._next = i + 1
         return buf[:n]
 
 
