@@ -163,6 +163,9 @@ class AmpDecorator(Amplifier):
         self._channels: list[str] = []
         self._fs = 0.0
         self._last_time = -np.inf
+        # Timestamps of the last few blocks, to put late driver markers back
+        # exactly on their samples (see _snap).
+        self._recent: deque[np.ndarray] = deque(maxlen=8)
 
     # -- delegation ------------------------------------------------------
 
@@ -285,6 +288,7 @@ class AmpDecorator(Amplifier):
             raise
         self.n_samples = self.n_markers = 0
         self._last_time = -np.inf  # time of the newest sample delivered
+        self._recent.clear()
         self.gaps = []
         self._pending = []
         self._services = services
@@ -464,6 +468,8 @@ class AmpDecorator(Amplifier):
             markers, self._pending = pending[:cut], pending[cut:]
         block = Block(data, timestamps, markers, self.n_samples, self._last_time + 1.0 / self._fs)
         self._last_time = last
+        if n:
+            self._recent.append(timestamps)
         self.n_samples += n
         self.n_markers += len(markers)
         for service in self._services:
@@ -488,15 +494,31 @@ class AmpDecorator(Amplifier):
             # Counted from when the empty block's first sample is due.
             if not np.isfinite(self._last_time):
                 return arrival + ms / 1000.0
-            if row == -1:
-                return self._last_time
-            return self._last_time + (row + 1) / self._fs
-        if row <= 0:
-            return float(timestamps[0]) + ms / 1000.0
-        if row >= n - 1:
-            return float(timestamps[-1]) + (row - (n - 1)) / self._fs
-        i = int(row)  # interpolate between the two samples around the row
-        return float(timestamps[i] + (row - i) * (timestamps[i + 1] - timestamps[i]))
+            t = self._last_time + (row + 1) / self._fs
+        elif row <= 0:
+            t = float(timestamps[0]) + ms / 1000.0
+        elif row >= n - 1:
+            t = float(timestamps[-1]) + (row - (n - 1)) / self._fs
+        else:
+            i = int(row)  # interpolate between the two samples around the row
+            t = float(timestamps[i] + (row - i) * (timestamps[i + 1] - timestamps[i]))
+        return self._snap(t, timestamps)
+
+    def _snap(self, t: float, timestamps: np.ndarray) -> float:
+        """``t``, or the time of a sample of this or a recent block within 1 ns of it.
+
+        A driver that meant "on this sample" gives a time that went through
+        milliseconds and back; snapping removes the rounding so that the
+        marker stays on its sample and not on the next.
+        """
+        for stamps in (timestamps, *reversed(self._recent)):
+            if len(stamps) and stamps[0] - 1e-9 <= t <= stamps[-1] + 1e-9:
+                i = int(np.searchsorted(stamps, t))
+                for j in (i - 1, i):
+                    if 0 <= j < len(stamps) and abs(stamps[j] - t) <= 1e-9:
+                        return float(stamps[j])
+                return t
+        return t
 
     def get_data(self) -> tuple[np.ndarray, list[Marker]]:
         """Read the next block in libmushu's shape.

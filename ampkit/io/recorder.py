@@ -340,12 +340,12 @@ class Recorder:
 
     def _sample_of(self, t: float, block: Block) -> int:
         """First sample at or after ``t`` (earlier blocks too, for late markers)."""
-        if not len(block):
-            return block.index
-        if t >= block.timestamps[0] or len(self._history) < 2:
+        if len(block) and (t >= block.timestamps[0] or len(self._history) < 2):
             row = int(np.searchsorted(block.timestamps, t, side="left"))
             return block.index + min(row, len(block) - 1)
+        # A late marker (an empty block's are always late): search the blocks
+        # written before; after the newest sample it goes on the next one.
         for index, stamps in reversed(self._history):
             if t >= stamps[0]:
                 return index + int(np.searchsorted(stamps, t, side="left"))
-        return self._history[0][0]
+        return self._history[0][0] if self._history else block.index
