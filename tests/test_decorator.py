@@ -274,3 +274,19 @@ def test_driver_markers_of_an_empty_block_count_from_the_next_sample():
     block = amp.get_block()
     assert block.markers == [(pytest.approx(5.005), "earlier"), (5.02, "on the last sample")]
     amp.stop()
+
+
+def test_late_driver_marker_lands_exactly_on_its_sample_of_an_earlier_block():
+    fs = 250.0
+    stamps = 12345.678 + np.arange(20) / fs
+    driver = Scripted([(np.ones((10, 2)), []), (np.ones((10, 2)), [])], fs=fs)
+    amp = AmpDecorator(driver)
+    amp.start()
+    driver.times = stamps[:10]
+    amp.get_block()
+    driver.times = stamps[10:]
+    # the driver means sample 7 (an earlier block), in ms relative to this block
+    driver.blocks[0] = (np.ones((10, 2)), [((stamps[7] - stamps[10]) * 1000.0, "on 7")])
+    block = amp.get_block()
+    assert block.markers == [(stamps[7], "on 7")]  # exactly, not a rounding after it
+    amp.stop()
