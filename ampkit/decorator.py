@@ -245,7 +245,7 @@ class AmpDecorator(Amplifier):
             marker_host : str
                 Interface the TCP and UDP marker servers listen on
                 (:mod:`ampkit.markers`). Default ``'127.0.0.1'``: this
-                computer only; ``'0.0.0.0'`` accepts markers from others.
+                computer only; the any-address (0.0.0.0) accepts markers from others.
             marker_port : int or None
                 Port of both marker servers. Default 12344 (libmushu's; the
                 environment variable ``AMPKIT_MARKER_PORT`` changes it);

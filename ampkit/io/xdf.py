@@ -251,6 +251,17 @@ class _Stream:
         self.values: list = []
         self.last = 0.0
 
+    def _stamp(self, buf: bytes, pos: int) -> int:
+        """Read one sample's optional timestamp at ``pos`` into ``self.last``
+        (deduced from the rate when absent); return the position after it."""
+        has, pos = buf[pos], pos + 1
+        if has:
+            self.last = struct.unpack_from("<d", buf, pos)[0]
+            pos += 8
+        elif self.srate > 0:
+            self.last += 1.0 / self.srate
+        return pos
+
     def samples(self, buf: bytes) -> None:
         n, pos = _read_varlen(buf, 4)
         if n > len(buf):  # each sample takes at least one byte
@@ -260,12 +271,7 @@ class _Stream:
         if self.fmt == "string":
             stamps, texts = [], []
             for _ in range(n):
-                has, pos = buf[pos], pos + 1
-                if has:
-                    self.last = struct.unpack_from("<d", buf, pos)[0]
-                    pos += 8
-                elif self.srate > 0:
-                    self.last += 1.0 / self.srate
+                pos = self._stamp(buf, pos)
                 stamps.append(self.last)
                 row = []
                 for _ in range(self.n_ch):
@@ -292,12 +298,7 @@ class _Stream:
         stamps = np.empty(n)
         values = np.empty((n, self.n_ch), dtype)
         for k in range(n):
-            has, pos = buf[pos], pos + 1
-            if has:
-                self.last = struct.unpack_from("<d", buf, pos)[0]
-                pos += 8
-            elif self.srate > 0:
-                self.last += 1.0 / self.srate
+            pos = self._stamp(buf, pos)
             stamps[k] = self.last
             values[k] = np.frombuffer(buf, dtype, self.n_ch, pos)
             pos += self.n_ch * dtype.itemsize
