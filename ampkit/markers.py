@@ -414,7 +414,10 @@ class MarkerServers(Closing):
         with selectors.DefaultSelector() as sel:
             sel.register(fd, selectors.EVENT_READ)
             while True:
-                if not sel.select(0.1):
+                # No timeout: the loop ends only at the end of the child's
+                # output (close() ends the child), so waking up to look at
+                # ``stop`` would only cost CPU.
+                if not sel.select():
                     continue
                 chunk = os.read(fd, 1 << 16)
                 if not chunk:

@@ -212,11 +212,12 @@ def _decode(packets: bytes) -> PacketBatch:
     """Decode consecutive framed packets (``len(packets)`` a multiple of 33)."""
     n = len(packets) // PACKET_SIZE
     # Strided views straight into the bytes. Each channel is read as the
-    # big-endian int32 that ends with its 3 bytes (the byte before belongs
-    # to the previous field); shifting left then arithmetically right by 8
-    # drops that byte and sign-extends the 24-bit value.
-    wide = np.ndarray((n, 8), ">i4", packets, 1, (PACKET_SIZE, 3))
-    eeg = ((wide << 8) >> 8).astype(np.int32)
+    # big-endian int32 that starts with its 3 bytes (the byte after belongs
+    # to the next field, for channel 8 the first aux byte, so no read runs
+    # past its packet); one arithmetic shift right by 8 drops that byte and
+    # sign-extends the 24-bit value, straight into native int32.
+    wide = np.ndarray((n, 8), ">i4", packets, 2, (PACKET_SIZE, 3))
+    eeg = np.right_shift(wide, 8, dtype=np.int32)
     aux = np.ndarray((n, 3), ">i2", packets, 26, (PACKET_SIZE, 2)).astype(np.int16)
     sn = np.ndarray((n,), np.uint8, packets, 1, (PACKET_SIZE,)).copy()
     footers = np.ndarray((n,), np.uint8, packets, 32, (PACKET_SIZE,)).copy()
@@ -557,7 +558,11 @@ class SampleAssembler:
         """Per packet: the newest non-zero accelerometer reading so far."""
         aux = batch.aux
         if not self.accel or not aux.any():
-            return np.broadcast_to(self._accel, aux.shape)
+            # Every row the held reading: a read-only view with a zero row
+            # stride (what np.broadcast_to makes, at a fraction of its cost).
+            held = np.ndarray(aux.shape, np.int16, self._accel, 0, (0, self._accel.strides[0]))
+            held.flags.writeable = False
+            return held
         if len(aux) <= 64:
             # Few packets (the usual read): a loop costs less than the
             # array operations below.
