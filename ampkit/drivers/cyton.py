@@ -269,9 +269,8 @@ class CytonLink:
                     f"the Cyton on {self.port} went away: end of file (unplugged?)"
                 )
             self._last_bytes = local_clock()
-            with self._cond:
+            with self._cond:  # as a lock: nobody waits on it for a device port
                 self._raw += data
-                self._cond.notify_all()
             return len(data)
 
     def _read_loop(self, stop: threading.Event) -> None:
@@ -732,6 +731,8 @@ class CytonAmp(Amplifier):
         else:
             data = samples.eeg * self._scale
         markers: list[Marker] = []
+        if not samples.gaps:
+            return data, markers
         period_ms = 1000.0 / self.get_sampling_frequency()
         for row, lost in samples.gaps:
             self.gap_count += 1

@@ -214,10 +214,10 @@ def _decode(packets: bytes) -> PacketBatch:
     # Strided views straight into the bytes. Each channel is read as the
     # big-endian int32 that starts with its 3 bytes (the byte after belongs
     # to the next field, for channel 8 the first aux byte, so no read runs
-    # past its packet); one arithmetic shift right by 8 drops that byte and
-    # sign-extends the 24-bit value, straight into native int32.
-    wide = np.ndarray((n, 8), ">i4", packets, 2, (PACKET_SIZE, 3))
-    eeg = np.right_shift(wide, 8, dtype=np.int32)
+    # past its packet); one arithmetic shift right by 8, in place on the
+    # native copy, drops that byte and sign-extends the 24-bit value.
+    eeg = np.ndarray((n, 8), ">i4", packets, 2, (PACKET_SIZE, 3)).astype(np.int32)
+    eeg >>= 8
     aux = np.ndarray((n, 3), ">i2", packets, 26, (PACKET_SIZE, 2)).astype(np.int16)
     sn = np.ndarray((n,), np.uint8, packets, 1, (PACKET_SIZE,)).copy()
     footers = np.ndarray((n,), np.uint8, packets, 32, (PACKET_SIZE,)).copy()
