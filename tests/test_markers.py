@@ -656,10 +656,27 @@ def test_realtime_scheduling_is_reported_and_can_be_declined():
         assert srv.realtime is allowed
 
 
+def _udp_port_with_free_tcp_twin() -> tuple[socket.socket, int]:
+    """A bound UDP socket whose port is free for TCP (so TCP binds, UDP fails)."""
+    for _ in range(50):
+        holder = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        holder.bind(("127.0.0.1", 0))
+        port = holder.getsockname()[1]
+        probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:  # another program has this port for TCP: pick again
+            holder.close()
+            continue
+        finally:
+            probe.close()
+        return holder, port
+    raise AssertionError("no UDP port with a free TCP twin")
+
+
 def test_a_busy_marker_port_leaves_no_recording_behind(tmp_path):
-    holder = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    holder.bind(("127.0.0.1", 0))
-    port = holder.getsockname()[1]
+    holder, port = _udp_port_with_free_tcp_twin()
     amp = ampkit.get_amp("random", fs=100, channels=1)
     with holder, pytest.raises(ConfigurationError, match=f"{port} \\(udp\\)"):
         amp.start(filename=str(tmp_path / "rec"), marker_port=port)
