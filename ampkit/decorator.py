@@ -279,10 +279,6 @@ class AmpDecorator(Amplifier):
                 raise ConfigurationError(f"{self.name}: {exc}") from None
             self._inbox.clear()  # before the marker servers can deliver
             services = self._open_services(filename, options)
-            if options:
-                for service in services:
-                    service.close()
-                raise ConfigurationError(f"unknown start() options: {sorted(options)}")
         except BaseException:
             self.amp.stop()
             raise
@@ -295,34 +291,34 @@ class AmpDecorator(Amplifier):
         self.running = True
 
     def _open_services(self, filename: str | None, options: dict[str, Any]) -> list[Service]:
-        """Create the services asked for; each pops the options it owns."""
-        services: list[Service] = []
-        overwrite = bool(options.pop("overwrite", False))
+        """Create the services asked for; each pops the options it owns.
+
+        An option no service took is a ConfigurationError. On any error the
+        services opened so far are closed again.
+        """
+        from ampkit.io.recorder import Recorder
         from ampkit.markers import MarkerServers
 
-        # First: a busy marker port must fail before any recording file exists.
-        servers = MarkerServers.from_options(self.add_marker, options, self.name)
-        if servers is not None:
-            services.append(servers)
-        if filename is not None:
-            from ampkit.io.recorder import Recorder
-
-            try:
-                services.append(Recorder(self, filename, overwrite=overwrite))
-            except BaseException:
-                for service in services:
-                    service.close()
-                raise
+        services: list[Service] = []
         try:
+            overwrite = bool(options.pop("overwrite", False))
+            # First: a busy marker port must fail before any recording file exists.
+            servers = MarkerServers.from_options(self.add_marker, options, self.name)
+            if servers is not None:
+                services.append(servers)
+            if filename is not None:
+                services.append(Recorder(self, filename, overwrite=overwrite))
             from ampkit.lsl import publisher_from_options  # loads pylsl only when asked
 
             publisher = publisher_from_options(self, options)
+            if publisher is not None:
+                services.append(publisher)
+            if options:
+                raise ConfigurationError(f"unknown start() options: {sorted(options)}")
         except BaseException:
             for service in services:
                 service.close()
             raise
-        if publisher is not None:
-            services.append(publisher)
         return services
 
     def stop(self) -> None:
