@@ -247,6 +247,19 @@ def latency_ampkit(name: str, n_chunks: int) -> np.ndarray:
 # -- main ---------------------------------------------------------------------
 
 
+A, B = "(a) pylsl pull_chunk(dest_obj)", "(b) ampkit lsl driver"
+
+
+def report(results: dict[str, list[float]]) -> dict[str, float]:
+    """Print each reader's median rate, its ratio to (a) and its rounds; return the medians."""
+    med = {k: float(np.median(v)) for k, v in results.items()}
+    for key, values in results.items():
+        rounds = ", ".join(f"{v / 1e6:.2f}" for v in values)
+        print(f"  {key:<32} {med[key] / 1e6:6.2f} M samples/s  ({med[key] / med[A]:5.2f} x a)"
+              f"   rounds: {rounds}")
+    return med
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=2.0, help="measuring time per round")
@@ -260,7 +273,7 @@ def main() -> None:
         run_outlet(*args.outlet)
         return
 
-    readers = {"(a) pylsl pull_chunk(dest_obj)": rate_pylsl, "(b) ampkit lsl driver": rate_ampkit}
+    readers = {A: rate_pylsl, B: rate_ampkit}
     try:
         import mne_lsl  # noqa: F401
 
@@ -274,10 +287,7 @@ def main() -> None:
     name = f"bench-fast-{uuid.uuid4().hex[:8]}"
     proc = start_outlet("fast", name)
     rates: dict[str, list[float]] = {k: [] for k in readers}
-    drainers = {
-        "(a) pylsl pull_chunk(dest_obj)": drain_pylsl,
-        "(b) ampkit lsl driver": drain_ampkit,
-    }
+    drainers = {A: drain_pylsl, B: drain_ampkit}
     drains: dict[str, list[float]] = {k: [] for k in drainers}
     try:
         for r in range(args.rounds):
@@ -289,27 +299,15 @@ def main() -> None:
                 drains[key].append(drainers[key](name, args.backlog))
     finally:
         stop_outlet(proc)
-    med = {k: float(np.median(v)) for k, v in rates.items()}
-    ceiling = med["(a) pylsl pull_chunk(dest_obj)"]
-    for key, values in rates.items():
-        rounds = ", ".join(f"{v / 1e6:.2f}" for v in values)
-        print(f"  {key:<32} {med[key] / 1e6:6.2f} M samples/s  ({med[key] / ceiling:5.2f} x a)"
-              f"   rounds: {rounds}")
-    b = med["(b) ampkit lsl driver"]
-    verdict = "met" if b >= 0.9 * ceiling else "NOT met"
-    print(f"  goal (b) >= 0.9 x (a): {verdict}")
+    med = report(rates)
+    b, ceiling = med[B], med[A]
+    print(f"  goal (b) >= 0.9 x (a): {'met' if b >= 0.9 * ceiling else 'NOT met'}")
     if "(c) mne_lsl StreamLSL" in med:
         c = med["(c) mne_lsl StreamLSL"]
         print(f"  goal (b) ahead of (c): {'met' if b > c else 'NOT met'} ({b / c:.2f} x c)")
     print(f"reader capacity: draining a backlog of {args.backlog:g} s of the outlet")
-    dmed = {k: float(np.median(v)) for k, v in drains.items()}
-    dceiling = dmed["(a) pylsl pull_chunk(dest_obj)"]
-    for key, values in drains.items():
-        rounds = ", ".join(f"{v / 1e6:.2f}" for v in values)
-        print(f"  {key:<32} {dmed[key] / 1e6:6.2f} M samples/s  ({dmed[key] / dceiling:5.2f} x a)"
-              f"   rounds: {rounds}")
-    db = dmed["(b) ampkit lsl driver"]
-    print(f"  goal (b) >= 0.9 x (a): {'met' if db >= 0.9 * dceiling else 'NOT met'}")
+    dmed = report(drains)
+    print(f"  goal (b) >= 0.9 x (a): {'met' if dmed[B] >= 0.9 * dmed[A] else 'NOT met'}")
 
     print(f"latency: 10-sample chunks at 1 kHz, {N_CH} ch; push of the chunk's newest sample "
           f"to the return of the read, {args.chunks} chunks")

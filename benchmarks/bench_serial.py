@@ -23,6 +23,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -99,6 +100,21 @@ def cpu_percent(run, seconds: float) -> tuple[float, int]:
     return 100.0 * cpu / wall, n
 
 
+def polling(read: Callable[[], int], poll: float | None) -> Callable[[float], int]:
+    """The loop every end-to-end case times: sleep ``poll`` seconds (none: read
+    back to back), read, count the samples, until the deadline."""
+
+    def run(deadline: float) -> int:
+        n = 0
+        while time.perf_counter() < deadline:
+            if poll is not None:
+                time.sleep(poll)
+            n += read()
+        return n
+
+    return run
+
+
 def ampkit_e2e(port: str, seconds: float, poll: float | None) -> tuple[float, int, float]:
     import ampkit
 
@@ -106,16 +122,8 @@ def ampkit_e2e(port: str, seconds: float, poll: float | None) -> tuple[float, in
     amp.start(marker_port=0)
     amp.get_data()  # the first block may carry samples read during start()
 
-    def run(deadline: float) -> int:
-        n = 0
-        while time.perf_counter() < deadline:
-            if poll is not None:
-                time.sleep(poll)
-            n += len(amp.get_data()[0])
-        return n
-
     try:
-        pct, n = cpu_percent(run, seconds)
+        pct, n = cpu_percent(polling(lambda: len(amp.get_data()[0]), poll), seconds)
     finally:
         amp.stop()
         amp.close()
@@ -136,15 +144,8 @@ def brainflow_e2e(port: str, seconds: float, poll: float) -> tuple[float, int, f
     time.sleep(0.2)
     board.get_board_data()
 
-    def run(deadline: float) -> int:
-        n = 0
-        while time.perf_counter() < deadline:
-            time.sleep(poll)
-            n += board.get_board_data().shape[1]
-        return n
-
     try:
-        pct, n = cpu_percent(run, seconds)
+        pct, n = cpu_percent(polling(lambda: board.get_board_data().shape[1], poll), seconds)
     finally:
         board.stop_stream()
         board.release_session()
