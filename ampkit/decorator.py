@@ -461,7 +461,9 @@ class AmpDecorator(Amplifier):
         last = float(timestamps[-1]) if n else self._last_time
         if pending and pending[0][0] <= last:
             cut = bisect.bisect_right(pending, last, key=_time_of)
-            markers, self._pending = pending[:cut], pending[cut:]
+            # Snap again: a marker extrapolated past an earlier block meets its sample here.
+            markers = [(self._snap(t, timestamps), text) for t, text in pending[:cut]]
+            self._pending = pending[cut:]
         block = Block(data, timestamps, markers, self.n_samples, self._last_time + 1.0 / self._fs)
         self._last_time = last
         if n:
@@ -492,7 +494,7 @@ class AmpDecorator(Amplifier):
                 return arrival + ms / 1000.0
             t = self._last_time + (row + 1) / self._fs
         elif row <= 0:
-            t = float(timestamps[0]) + ms / 1000.0
+            t = float(timestamps[0]) + row / self._fs  # exactly the first sample at row 0
         elif row >= n - 1:
             t = float(timestamps[-1]) + (row - (n - 1)) / self._fs
         else:

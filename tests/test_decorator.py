@@ -290,3 +290,21 @@ def test_late_driver_marker_lands_exactly_on_its_sample_of_an_earlier_block():
     block = amp.get_block()
     assert block.markers == [(stamps[7], "on 7")]  # exactly, not a rounding after it
     amp.stop()
+
+
+def test_driver_marker_past_its_block_lands_exactly_on_the_next_blocks_sample():
+    fs = 250.0
+    # spaced as a pacer makes them: stamps[6] + 1/fs rounds past stamps[7] here
+    stamps = 8400.0 + (113 + np.arange(14)) / fs
+    assert float(stamps[6]) + 1 / fs > stamps[7]
+    driver = Scripted([(np.ones((7, 2)), [(7 * 4.0 - 1e-6, "on 7")]), (np.ones((7, 2)), [])],
+                      fs=fs)
+    amp = AmpDecorator(driver)
+    amp.start()
+    driver.times = stamps[:7]
+    assert amp.get_block().markers == []  # its sample has not come yet
+    driver.times = stamps[7:]
+    block = amp.get_block()
+    assert block.markers == [(stamps[7], "on 7")]
+    assert block.marker_samples() == [(0, "on 7")]
+    amp.stop()
