@@ -31,7 +31,7 @@ import numpy as np
 from ampkit.amplifier import Amplifier, Marker
 from ampkit.clock import local_clock
 from ampkit.errors import ConfigurationError, StateError
-from ampkit.timestamps import SampleClock
+from ampkit.timestamps import RecentStamps, SampleClock
 
 __all__ = ["AmpDecorator", "Block", "Service", "GAP_MARKER"]
 
@@ -163,9 +163,9 @@ class AmpDecorator(Amplifier):
         self._channels: list[str] = []
         self._fs = 0.0
         self._last_time = -np.inf
-        # Timestamps of the last few blocks, to put late driver markers back
-        # exactly on their samples (see _snap).
-        self._recent: deque[np.ndarray] = deque(maxlen=8)
+        # Timestamps of the last seconds of samples, to put late driver
+        # markers back exactly on their samples (see RecentStamps).
+        self._recent = RecentStamps(1.0)
 
     # -- delegation ------------------------------------------------------
 
@@ -284,7 +284,7 @@ class AmpDecorator(Amplifier):
             raise
         self.n_samples = self.n_markers = 0
         self._last_time = -np.inf  # time of the newest sample delivered
-        self._recent.clear()
+        self._recent = RecentStamps(self._fs)
         self.gaps = []
         self._pending = []
         self._services = services
@@ -439,6 +439,8 @@ class AmpDecorator(Amplifier):
             timestamps, gap = self._clock.stamp(n, arrival)  # type: ignore[union-attr]
         else:
             timestamps = np.asarray(timestamps, dtype=np.float64)
+        if n:
+            self._recent.add(timestamps)
         pending = self._pending
         if driver_markers:
             for ms, text in driver_markers:
@@ -462,12 +464,10 @@ class AmpDecorator(Amplifier):
         if pending and pending[0][0] <= last:
             cut = bisect.bisect_right(pending, last, key=_time_of)
             # Snap again: a marker extrapolated past an earlier block meets its sample here.
-            markers = [(self._snap(t, timestamps), text) for t, text in pending[:cut]]
+            markers = [(self._recent.snap(t), text) for t, text in pending[:cut]]
             self._pending = pending[cut:]
         block = Block(data, timestamps, markers, self.n_samples, self._last_time + 1.0 / self._fs)
         self._last_time = last
-        if n:
-            self._recent.append(timestamps)
         self.n_samples += n
         self.n_markers += len(markers)
         for service in self._services:
@@ -500,23 +500,7 @@ class AmpDecorator(Amplifier):
         else:
             i = int(row)  # interpolate between the two samples around the row
             t = float(timestamps[i] + (row - i) * (timestamps[i + 1] - timestamps[i]))
-        return self._snap(t, timestamps)
-
-    def _snap(self, t: float, timestamps: np.ndarray) -> float:
-        """``t``, or the time of a sample of this or a recent block within 1 ns of it.
-
-        A driver that meant "on this sample" gives a time that went through
-        milliseconds and back; snapping removes the rounding so that the
-        marker stays on its sample and not on the next.
-        """
-        for stamps in (timestamps, *reversed(self._recent)):
-            if len(stamps) and stamps[0] - 1e-9 <= t <= stamps[-1] + 1e-9:
-                i = int(np.searchsorted(stamps, t))
-                for j in (i - 1, i):
-                    if 0 <= j < len(stamps) and abs(stamps[j] - t) <= 1e-9:
-                        return float(stamps[j])
-                return t
-        return t
+        return self._recent.snap(t)
 
     def get_data(self) -> tuple[np.ndarray, list[Marker]]:
         """Read the next block in libmushu's shape.

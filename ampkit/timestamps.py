@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["SampleClock", "Gap"]
+__all__ = ["SampleClock", "Gap", "RecentStamps"]
 
 
 @dataclass(frozen=True)
@@ -115,3 +115,61 @@ class SampleClock:
         self._count += n
         self._last = float(ts[-1])
         return ts, gap
+
+
+class RecentStamps:
+    """The timestamps of the samples delivered in the last ``seconds``.
+
+    A driver gives its markers in milliseconds from a block's first sample;
+    turned back into an absolute time, a marker meant "on sample k" of an
+    earlier block may come out a rounding error after that sample's time and
+    would be placed on the next one. :meth:`snap` puts it back on the sample.
+    Kept in a ring sized for ``seconds`` at the nominal rate (and for at
+    least twice the largest block), so a marker that arrives seconds late
+    still finds its sample.
+
+    Parameters
+    ----------
+    fs : float
+        Nominal sampling rate in Hz.
+    seconds : float
+        How far back samples are kept.
+    """
+
+    def __init__(self, fs: float, seconds: float = 10.0) -> None:
+        self._ring = np.empty(max(1024, int(fs * seconds)), dtype=np.float64)
+        self._end = 0  # where the next stamp goes
+        self._count = 0
+
+    def add(self, stamps: np.ndarray) -> None:
+        """Remember the timestamps of a delivered block (in time order)."""
+        n = len(stamps)
+        size = len(self._ring)
+        if 2 * n > size:
+            kept = np.concatenate(self._parts())
+            size = 2 * n
+            self._ring = np.empty(size, dtype=np.float64)
+            self._ring[: len(kept)] = kept
+            self._end = self._count = len(kept)
+        first = min(n, size - self._end)
+        self._ring[self._end:self._end + first] = stamps[:first]
+        self._ring[: n - first] = stamps[first:]
+        self._end = (self._end + n) % size
+        self._count = min(size, self._count + n)
+
+    def _parts(self) -> tuple[np.ndarray, ...]:
+        """The kept stamps as at most two sorted runs, older first."""
+        start = self._end - self._count
+        if start >= 0:
+            return (self._ring[start:self._end],)
+        return (self._ring[start:], self._ring[:self._end])
+
+    def snap(self, t: float, tolerance: float = 1e-9) -> float:
+        """``t``, or the time of a kept sample within ``tolerance`` of it."""
+        for part in self._parts():
+            if len(part) and part[0] - tolerance <= t <= part[-1] + tolerance:
+                i = int(np.searchsorted(part, t))
+                for j in (i - 1, i):
+                    if 0 <= j < len(part) and abs(part[j] - t) <= tolerance:
+                        return float(part[j])
+        return t

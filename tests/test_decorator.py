@@ -308,3 +308,26 @@ def test_driver_marker_past_its_block_lands_exactly_on_the_next_blocks_sample():
     assert block.markers == [(stamps[7], "on 7")]
     assert block.marker_samples() == [(0, "on 7")]
     amp.stop()
+
+
+def test_driver_marker_many_blocks_late_still_lands_on_its_sample():
+    # An LSL marker stream may deliver a marker seconds and many small
+    # blocks after its sample; the row arithmetic then starts from a block
+    # whose stamps carry their own rounding.
+    fs = 250.0
+    stamps = 7301.123 + np.arange(200) / fs
+    stamps[100:] = stamps[99] + np.cumsum(np.full(100, 1 / fs))  # accumulated, as a pacer does
+    driver = Scripted([(np.ones((100, 2)), [])] + [(np.ones((1, 2)), [])] * 100, fs=fs)
+    amp = AmpDecorator(driver)
+    amp.start()
+    driver.times = stamps[:100]
+    amp.get_block()
+    for k in range(100, 199):
+        driver.times = stamps[k:k + 1]
+        assert amp.get_block().markers == []
+    driver.times = stamps[199:]
+    driver.blocks[0] = (np.ones((1, 2)), [((stamps[r] - stamps[199]) * 1000.0, f"on {r}")
+                                          for r in (0, 37, 99, 150)])
+    block = amp.get_block()
+    assert block.markers == [(stamps[r], f"on {r}") for r in (0, 37, 99, 150)]
+    amp.stop()

@@ -3,7 +3,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ampkit.timestamps import SampleClock
+from ampkit.timestamps import RecentStamps, SampleClock
 
 
 def test_first_block_ends_at_arrival():
@@ -67,3 +67,25 @@ def test_timestamps_strictly_increase_and_never_follow_arrival(blocks):
             assert np.all(np.diff(ts) > 0)
             assert ts[-1] <= t + 1e-9
             last = ts[-1]
+
+
+@given(
+    st.lists(st.integers(0, 700), min_size=1, max_size=40),
+    st.floats(-1e-10, 1e-10),
+    st.integers(0, 10**6),
+)
+def test_recent_stamps_snap_to_every_kept_sample(sizes, error, pick):
+    stamps = 5000.0 + np.cumsum(np.full(sum(sizes), 1 / 100.0))
+    recent = RecentStamps(100.0, seconds=10.0)  # ring of 1024
+    start = 0
+    for n in sizes:
+        recent.add(stamps[start:start + n])
+        start += n
+    kept = stamps[-max(1024, 2 * max(sizes)):] if len(stamps) > 1024 else stamps
+    if len(kept):
+        target = kept[pick % len(kept)]
+        assert recent.snap(target + error) == target
+    if len(stamps):
+        # Off the samples, or older than the ring: unchanged.
+        assert recent.snap(stamps[-1] + 0.5 / 100) == stamps[-1] + 0.5 / 100
+        assert recent.snap(stamps[0] - 1.0) == stamps[0] - 1.0
