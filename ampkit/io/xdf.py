@@ -335,6 +335,8 @@ def read_xdf(path: os.PathLike | str):
     pos = 4
     while pos < len(raw):
         try:
+            if pos + 1 + min(raw[pos], 9) > len(raw):
+                break  # the last chunk's length was cut by a crash
             length, start = _read_varlen(raw, pos)
             end = start + length
             if end > len(raw) or length < 2:
