@@ -1,0 +1,226 @@
+"""Appending a large data file past the page cache.
+
+A recording's data file is written once and not read back while recording.
+Written the usual way, every byte is first copied into the kernel's page
+cache, which costs a page of fresh memory per 4 KiB; on some machines (virtual
+machines whose memory the host hands out page by page) that costs more CPU
+than acquisition itself. :class:`AppendFile` writes the file with ``O_DIRECT``
+where the system and file system allow it: whole aligned chunks go from a
+page-aligned staging buffer to the disk, and only the unaligned tail -- less
+than 4 KiB -- goes through the page cache at each :meth:`AppendFile.flush`,
+so that everything appended so far is in the file for other programs and
+survives a killed process. A later aligned write covers the tail again.
+
+Where ``O_DIRECT`` is missing (Windows, macOS) or refused (tmpfs, some
+network file systems), the same class writes through the page cache.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import mmap
+import os
+import stat
+from pathlib import Path
+
+from ampkit.io.writer import recording_error
+
+__all__ = ["AppendFile", "ALIGN", "STAGE_BYTES"]
+
+logger = logging.getLogger("ampkit")
+
+#: Alignment of direct writes (memory address, file offset and length): the
+#: page size, a multiple of every common disk's logical block size.
+ALIGN = mmap.PAGESIZE
+
+#: Size of the staging buffer: data is written to the disk in chunks of this size.
+STAGE_BYTES = 8 * 2**20
+
+
+class AppendFile:
+    """Append-only writing of an open file, through ``O_DIRECT`` where possible.
+
+    Parameters
+    ----------
+    fd : int
+        The file, open for writing and empty (the class takes ownership and
+        closes it).
+    path : pathlib.Path
+        Its path: reopened with ``O_DIRECT``, and named in errors.
+    direct : bool
+        Try ``O_DIRECT`` (default); False writes through the page cache.
+    stage_bytes : int
+        Size of the staging buffer, a multiple of :data:`ALIGN`: data goes to
+        the disk in chunks of this size.
+
+    Attributes
+    ----------
+    direct : bool
+        Whether data goes past the page cache.
+    size : int
+        Bytes appended so far (in the file after :meth:`flush`).
+    """
+
+    def __init__(
+        self, fd: int, path: Path, direct: bool = True, stage_bytes: int = STAGE_BYTES
+    ) -> None:
+        if stage_bytes <= 0 or stage_bytes % ALIGN:
+            raise ValueError(f"stage_bytes must be a positive multiple of {ALIGN}")
+        self.path = Path(path)
+        self._stage_bytes = stage_bytes
+        self._fd = fd
+        self._direct_fd = -1
+        self._stage: mmap.mmap | None = None
+        self._view: memoryview | None = None
+        self._fill = 0  # bytes staged
+        self._base = 0  # file offset of the staging buffer's first byte
+        self.size = 0
+        if direct and hasattr(os, "O_DIRECT") and stat.S_ISREG(os.fstat(fd).st_mode):
+            try:
+                self._direct_fd = os.open(self.path, os.O_WRONLY | os.O_DIRECT)
+            except OSError as exc:
+                logger.debug("%s: no O_DIRECT (%s); writing through the page cache",
+                             self.path, exc)
+        if self._direct_fd >= 0:
+            self._stage = mmap.mmap(-1, stage_bytes)  # page-aligned
+            self._view = memoryview(self._stage)
+
+    @property
+    def direct(self) -> bool:
+        """Whether data goes past the page cache."""
+        return self._direct_fd >= 0
+
+    def write(self, buffers: list) -> int:
+        """Append ``buffers`` (bytes-like, in order); return the byte count.
+
+        Raises
+        ------
+        ampkit.errors.RecordingError
+            The disk refused (full, gone, read-only): names the file.
+        """
+        total = 0
+        for buffer in buffers:
+            view = memoryview(buffer).cast("B")
+            total += len(view)
+            done = 0
+            while done < len(view) and self._stage is not None:
+                k = min(len(view) - done, self._stage_bytes - self._fill)
+                self._view[self._fill:self._fill + k] = view[done:done + k]
+                self._fill += k
+                done += k
+                if self._fill == self._stage_bytes:
+                    self._write_direct(self._fill)
+            if done < len(view):  # no O_DIRECT (any more)
+                self._write_plain(view[done:])
+        self.size += total
+        return total
+
+    def _write_direct(self, n: int) -> None:
+        """Write the first ``n`` staged bytes (a multiple of ALIGN) to the disk,
+        and keep the rest at the start of the buffer."""
+        view = self._view
+        done = 0
+        try:
+            while done < n and done % ALIGN == 0:
+                k = os.pwrite(self._direct_fd, view[done:n], self._base + done)
+                if k <= 0:  # pragma: no cover - regular files do not do this
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+                done += k
+        except OSError as exc:
+            if exc.errno != errno.EINVAL or done:
+                raise recording_error(self.path, exc) from exc
+            # The file system took the descriptor but not the write.
+            logger.debug("%s: O_DIRECT write refused (%s); writing through the page cache",
+                         self.path, exc)
+            self._fall_back()
+            return
+        if done < n:  # a short, unaligned write: the rest the plain way
+            self._pwrite_buffered(view[done:n], self._base + done)
+        self._stage.move(0, n, self._fill - n)
+        self._fill -= n
+        self._base += n
+
+    def _fall_back(self) -> None:
+        """Write through the page cache from now on, the staged bytes first."""
+        staged = bytes(self._view[:self._fill])
+        self._close_direct()
+        os.lseek(self._fd, self._base, os.SEEK_SET)
+        self._write_plain(memoryview(staged))
+        self._fill = 0
+
+    def _write_plain(self, view: memoryview) -> None:
+        """Write at the descriptor's position (files, pipes, devices)."""
+        done = 0
+        try:
+            while done < len(view):
+                k = os.write(self._fd, view[done:])
+                if k == 0:  # pragma: no cover - regular files do not do this
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+                done += k
+        except OSError as exc:
+            raise recording_error(self.path, exc) from exc
+
+    def _pwrite_buffered(self, view: memoryview, offset: int) -> None:
+        done = 0
+        try:
+            while done < len(view):
+                k = os.pwrite(self._fd, view[done:], offset + done)
+                if k == 0:  # pragma: no cover - regular files do not do this
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+                done += k
+        except OSError as exc:
+            raise recording_error(self.path, exc) from exc
+
+    def flush(self) -> None:
+        """Put everything appended so far into the file.
+
+        Raises
+        ------
+        ampkit.errors.RecordingError
+            The disk refused.
+        """
+        if self._stage is None or not self._fill:
+            return
+        aligned = self._fill - self._fill % ALIGN
+        if aligned:
+            self._write_direct(aligned)
+        if self._stage is not None and self._fill:
+            # The tail through the page cache; the next aligned write covers it.
+            self._pwrite_buffered(self._view[:self._fill], self._base)
+
+    def fileno(self) -> int:
+        """The descriptor of the plain (page-cache) side of the file."""
+        return self._fd
+
+    def _close_direct(self) -> None:
+        if self._direct_fd >= 0:
+            os.close(self._direct_fd)
+            self._direct_fd = -1
+        # Dropped, not closed: a traceback may still hold a slice of it.
+        self._stage = self._view = None
+
+    def close(self) -> None:
+        """Flush and close the file (also after a failure: then without flushing).
+
+        Raises
+        ------
+        ampkit.errors.RecordingError
+            The last flush failed; the file is closed all the same.
+        """
+        if self._fd < 0:
+            return
+        try:
+            self.flush()
+        finally:
+            self.abandon()
+
+    def abandon(self) -> None:
+        """Close without flushing what is staged (after a failed write)."""
+        self._close_direct()
+        if self._fd >= 0:
+            fd, self._fd = self._fd, -1
+            try:
+                os.close(fd)
+            except OSError as exc:
+                raise recording_error(self.path, exc, "close") from exc
