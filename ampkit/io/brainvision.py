@@ -211,7 +211,7 @@ class BrainVisionWriter(FormatWriter):
         """Append blocks, then their markers (after the data is in the file)."""
         arrays = [np.ascontiguousarray(d, dtype="<f4") for d in data if len(d)]
         if arrays:
-            self.bytes_written += self._eeg.write([a.data for a in arrays])
+            self.bytes_written += self._eeg.write(arrays)
             self.n_samples += sum(len(a) for a in arrays)
         if marks:
             self._eeg.flush()  # a marker never points past the data on disk

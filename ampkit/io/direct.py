@@ -10,6 +10,10 @@ page-aligned staging buffer to the disk, and only the unaligned tail -- less
 than 4 KiB -- goes through the page cache at each :meth:`AppendFile.flush`,
 so that everything appended so far is in the file for other programs and
 survives a killed process. A later aligned write covers the tail again.
+Data that already sits in memory as it will sit in the file -- the same
+offset from a page boundary, as :class:`ampkit.io.recorder.Recorder` places
+the blocks it queues -- is written from where it is, without the copy into
+the staging buffer.
 
 Where ``O_DIRECT`` is missing (Windows, macOS) or refused (tmpfs, some
 network file systems), the same class writes through the page cache.
@@ -17,12 +21,15 @@ network file systems), the same class writes through the page cache.
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import logging
 import mmap
 import os
 import stat
 from pathlib import Path
+
+import numpy as np
 
 from ampkit.io.writer import recording_error
 
@@ -36,6 +43,29 @@ ALIGN = mmap.PAGESIZE
 
 #: Size of the staging buffer: data is written to the disk in chunks of this size.
 STAGE_BYTES = 8 * 2**20
+
+#: Contiguous data at least this long, placed in memory as it will be in the
+#: file (same offset from a page boundary), is written from where it is.
+ZERO_COPY_BYTES = 256 * 2**10
+
+
+def _runs(arrays: list[np.ndarray]):
+    """``(address, length, arrays)`` of each run of arrays adjacent in memory."""
+    run: list[np.ndarray] = []
+    start = end = 0
+    for array in arrays:
+        if not len(array):
+            continue
+        addr = array.ctypes.data
+        if run and addr == end:
+            run.append(array)
+        else:
+            if run:
+                yield start, end - start, run
+            run, start = [array], addr
+        end = addr + len(array)
+    if run:
+        yield start, end - start, run
 
 
 class AppendFile:
@@ -53,6 +83,10 @@ class AppendFile:
     stage_bytes : int
         Size of the staging buffer, a multiple of :data:`ALIGN`: data goes to
         the disk in chunks of this size.
+    zero_copy_bytes : int
+        Runs of buffers adjacent in memory, at least this long and placed as
+        they will be in the file (the same offset from a page boundary), are
+        written from where they are, not copied into the staging buffer.
 
     Attributes
     ----------
@@ -63,12 +97,18 @@ class AppendFile:
     """
 
     def __init__(
-        self, fd: int, path: Path, direct: bool = True, stage_bytes: int = STAGE_BYTES
+        self,
+        fd: int,
+        path: Path,
+        direct: bool = True,
+        stage_bytes: int = STAGE_BYTES,
+        zero_copy_bytes: int = ZERO_COPY_BYTES,
     ) -> None:
         if stage_bytes <= 0 or stage_bytes % ALIGN:
             raise ValueError(f"stage_bytes must be a positive multiple of {ALIGN}")
         self.path = Path(path)
         self._stage_bytes = stage_bytes
+        self._zero_copy_bytes = max(ALIGN, zero_copy_bytes)
         self._fd = fd
         self._direct_fd = -1
         self._stage: mmap.mmap | None = None
@@ -92,38 +132,74 @@ class AppendFile:
         return self._direct_fd >= 0
 
     def write(self, buffers: list) -> int:
-        """Append ``buffers`` (bytes-like, in order); return the byte count.
+        """Append ``buffers`` (bytes-like, C-contiguous, in order); return the byte count.
+
+        The buffers must stay unchanged until the call returns (nothing is
+        kept after it).
 
         Raises
         ------
         ampkit.errors.RecordingError
             The disk refused (full, gone, read-only): names the file.
         """
-        total = 0
-        for buffer in buffers:
-            view = memoryview(buffer).cast("B")
-            total += len(view)
-            done = 0
-            while done < len(view) and self._stage is not None:
-                k = min(len(view) - done, self._stage_bytes - self._fill)
-                self._view[self._fill:self._fill + k] = view[done:done + k]
-                self._fill += k
-                done += k
-                if self._fill == self._stage_bytes:
-                    self._write_direct(self._fill)
-            if done < len(view):  # no O_DIRECT (any more)
-                self._write_plain(view[done:])
+        arrays = [np.frombuffer(b, np.uint8) for b in buffers]
+        total = sum(len(a) for a in arrays)
+        if self._stage is None:
+            for array in arrays:
+                self._write_plain(memoryview(array))
+        else:
+            for addr, n, parts in _runs(arrays):
+                if n >= self._zero_copy_bytes and (addr - self._base - self._fill) % ALIGN == 0:
+                    self._write_run(addr, n, parts)
+                else:
+                    for part in parts:
+                        self._append(memoryview(part))
         self.size += total
         return total
 
-    def _write_direct(self, n: int) -> None:
-        """Write the first ``n`` staged bytes (a multiple of ALIGN) to the disk,
-        and keep the rest at the start of the buffer."""
-        view = self._view
+    def _append(self, view: memoryview) -> None:
+        """Copy ``view`` into the staging buffer, writing it out each time it is full."""
+        done = 0
+        while done < len(view) and self._stage is not None:
+            k = min(len(view) - done, self._stage_bytes - self._fill)
+            self._view[self._fill:self._fill + k] = view[done:done + k]
+            self._fill += k
+            done += k
+            if self._fill == self._stage_bytes:
+                self._write_direct(self._fill)
+        if done < len(view):  # no O_DIRECT (any more)
+            self._write_plain(view[done:])
+
+    def _write_run(self, addr: int, n: int, parts: list[np.ndarray]) -> None:
+        """Append ``n`` contiguous bytes at ``addr`` (kept alive by ``parts``)
+        that sit at the same offset from a page boundary as they will in the
+        file: the aligned middle goes to the disk from where it is, uncopied."""
+        view = memoryview((ctypes.c_char * n).from_address(addr)).cast("B")
+        head = -(self._base + self._fill) % ALIGN
+        self._append(view[:head])  # completes the staged page
+        if self._stage is not None and self._fill:
+            self._write_direct(self._fill)
+        if self._stage is None:  # fell back to the page cache
+            self._write_plain(view[head:])
+            return
+        middle = (n - head) // ALIGN * ALIGN
+        done = self._pwrite_direct(view[head:head + middle], self._base) if middle else 0
+        if self._stage is None:  # refused at its first byte
+            self._write_plain(view[head:])
+            return
+        if done < middle:  # a short, unaligned write: the rest the plain way
+            self._pwrite_buffered(view[head + done:head + middle], self._base + done)
+        self._base += middle
+        self._append(view[head + middle:])
+
+    def _pwrite_direct(self, view: memoryview, offset: int) -> int:
+        """Write aligned ``view`` at ``offset`` with O_DIRECT; return the bytes written
+        (fewer after a short write). A file system that refuses the first byte
+        makes the file fall back to the page cache (returns 0)."""
         done = 0
         try:
-            while done < n and done % ALIGN == 0:
-                k = os.pwrite(self._direct_fd, view[done:n], self._base + done)
+            while done < len(view) and done % ALIGN == 0:
+                k = os.pwrite(self._direct_fd, view[done:], offset + done)
                 if k <= 0:  # pragma: no cover - regular files do not do this
                     raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
                 done += k
@@ -134,7 +210,15 @@ class AppendFile:
             logger.debug("%s: O_DIRECT write refused (%s); writing through the page cache",
                          self.path, exc)
             self._fall_back()
-            return
+        return done
+
+    def _write_direct(self, n: int) -> None:
+        """Write the first ``n`` staged bytes (a multiple of ALIGN) to the disk,
+        and keep the rest at the start of the buffer."""
+        view = self._view
+        done = self._pwrite_direct(view[:n], self._base)
+        if self._stage is None:
+            return  # fell back: the staged bytes were written the plain way
         if done < n:  # a short, unaligned write: the rest the plain way
             self._pwrite_buffered(view[done:n], self._base + done)
         self._stage.move(0, n, self._fill - n)

@@ -20,6 +20,7 @@ the next ``on_block`` (and by every later one: the recording is over) or by
 from __future__ import annotations
 
 import logging
+import mmap
 import os
 import threading
 from collections import deque
@@ -45,6 +46,7 @@ MAX_BACKLOG_BYTES = 256 * 2**20
 SLAB_BYTES = 8 * 2**20
 # Written buffers are kept for reuse up to the queue's bound: a backlog that
 # came once tends to come again, and then needs no fresh memory.
+_PAGE_FLOATS = mmap.PAGESIZE // 4
 
 
 class _Slab:
@@ -58,7 +60,8 @@ class _Slab:
     __slots__ = ("array", "used", "pending", "retired")
 
     def __init__(self, n_floats: int) -> None:
-        self.array = np.empty(n_floats, np.float32)
+        # Page-aligned (an anonymous mapping), for writes straight from it.
+        self.array = np.frombuffer(mmap.mmap(-1, 4 * n_floats), np.float32)
         self.used = 0
         self.pending = 0
         self.retired = False
@@ -123,6 +126,7 @@ class Recorder:
         self._cond = threading.Condition()
         self._queue: deque[tuple[Block, _Slab | None]] = deque()
         self._slab: _Slab | None = None  # being filled (acquisition thread only)
+        self._floats = 0  # floats staged so far (acquisition thread only)
         self._spare: list[_Slab] = []  # retired and written: free for reuse
         self._spare_bytes = 0
         self._queued_bytes = 0
@@ -191,16 +195,22 @@ class Recorder:
         need = data.shape[0] * self._width
         slab = self._slab
         if slab is None or slab.used + need > len(slab.array):
+            # Blocks sit in a slab at the same distance from a page boundary
+            # as in a file of all the samples (BrainVision's .eeg), which
+            # then takes them straight from here (ampkit.io.direct).
+            skip = self._floats % _PAGE_FLOATS
             with self._cond:
                 if slab is not None:
                     slab.retired = True
                     if not slab.pending:
                         self._release(slab)
-                slab = self._take_slab(need)
+                slab = self._take_slab(need + skip)
+            slab.used = skip
             self._slab = slab
         view = slab.array[slab.used : slab.used + need].reshape(data.shape[0], self._width)
         np.copyto(view, data, casting="unsafe")
         slab.used += need
+        self._floats += need
         return view, slab
 
     def _take_slab(self, need: int) -> _Slab:

@@ -143,3 +143,49 @@ def test_full_disk_is_a_recording_error_and_keeps_what_was_written(small_ext4):
 def test_bad_stage_size():
     with pytest.raises(ValueError):
         AppendFile(-1, "x", stage_bytes=ALIGN + 1)
+
+
+@settings(max_examples=80, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(st.integers(1, 6 * ALIGN), st.sampled_from(["next", "slab", "odd"]),
+                          st.booleans()), min_size=1, max_size=16))
+def test_data_placed_like_the_file_is_written_from_where_it_is(tmp_path, plan):
+    # Blocks laid out as the recorder lays them out: one after the other in
+    # page-aligned slabs, a new slab starting at the file offset's distance
+    # from a page boundary; "odd" blocks sit anywhere (they are copied).
+    path = tmp_path / f"run-{os.urandom(6).hex()}.bin"
+    out = open_append(path, stage_bytes=4 * ALIGN, zero_copy_bytes=2 * ALIGN)
+    rng = np.random.default_rng(len(plan))
+    slab = np.frombuffer(mmap_pages(64), np.uint8)
+    used = 0
+    offset = 0
+    expected = bytearray()
+    batch = []
+    for size, where, flush in plan:
+        if where == "slab" or used + size > len(slab):
+            slab = np.frombuffer(mmap_pages(64), np.uint8)
+            used = offset % ALIGN
+        if where == "odd":
+            block = np.empty(size + 1, np.uint8)[1:]
+        else:
+            block = slab[used:used + size]
+            used += size
+        block[:] = rng.integers(0, 256, size, dtype=np.uint8)
+        batch.append(block)
+        expected += block.tobytes()
+        offset += size
+        if flush:
+            out.write(batch)
+            batch = []
+            out.flush()
+            assert path.read_bytes() == expected
+    out.write(batch)
+    out.close()
+    assert path.read_bytes() == expected
+    path.unlink()
+
+
+def mmap_pages(n):
+    import mmap
+
+    return mmap.mmap(-1, n * ALIGN)
