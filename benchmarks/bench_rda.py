@@ -12,7 +12,7 @@ channels, in the same run:
 (b) ampkit: ``ampkit.get_amp('rda')`` (decorated) started with the default
     recording on (``start(filename=...)``; ``--no-record`` leaves it off),
     read with ``get_block()`` in a loop, while the simulator is *paced* at a
-    ladder of rates (10 % ... 100 % of (a)). A rate is sustained when, over
+    ladder of rates (10 %, 20 % ... 100 % of (a)). A rate is sustained when, over
     ``--seconds``, no sample is lost (channel 0 of the simulator counts
     samples: every read must continue it; the driver reports no gap) and the
     reader is not falling behind (the newest sample read is less than 0.25 s
@@ -20,6 +20,10 @@ channels, in the same run:
     delivered (the simulator itself may fall short of the rate asked).
 
 Goal: (b) >= 0.8 (a).
+
+For reference, the disk: how fast the recording's data-file writer
+(:class:`ampkit.io.direct.AppendFile`) alone writes 4 MB chunks to the same
+temporary folder. With recording on, (b) cannot pass it.
 
 Then (c), a realistic load: the simulator paced at 256 channels x 25 kHz
 float32 with 10 markers/s (20 ms blocks), read by the decorated driver with
@@ -33,6 +37,7 @@ Run: ``python benchmarks/bench_rda.py [--seconds 3] [--repeats 2] [--no-record]`
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import socket
 import statistics
@@ -64,7 +69,7 @@ sim.stop()
 """
 BLOCK = 500
 FS = 25000.0
-LADDER = (0.1, 0.2, 0.4, 0.6, 0.8, 1.0)
+LADDER = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 
 
 class Server:
@@ -236,6 +241,26 @@ def realistic_cpu(seconds: float, filename: str | None) -> tuple[float, int, int
     return 100 * cpu, losses, markers, recorded
 
 
+def disk_limit(folder: str, seconds: float) -> tuple[float, bool]:
+    """Bytes/s the recorder's data-file writer sustains here, alone."""
+    from ampkit.io.direct import AppendFile
+
+    path = Path(folder) / "disk.bin"
+    chunk = np.random.default_rng(0).standard_normal(2**20).astype(np.float32)  # 4 MB
+    out = AppendFile(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL), path)
+    written, t0 = 0, time.perf_counter()
+    try:
+        while time.perf_counter() - t0 < seconds:
+            written += out.write([chunk])
+        out.flush()
+        rate = written / (time.perf_counter() - t0)
+        direct = out.direct
+    finally:
+        out.close()
+        path.unlink()
+    return rate, direct
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=3.0, help="per measurement")
@@ -274,6 +299,11 @@ def main() -> None:
               f"{'(b)/(a)':>8}")
         for channels, a, b, note in results:
             print(f"{channels:>8} {a:>21.3e} {b:>21.3e} {b / a:>8.2f}  {note}")
+
+        disk, direct = disk_limit(tmp, args.seconds)
+        print(f"Disk: the recording's data-file writer alone sustains {disk / 1e9:.2f} GB/s "
+              f"({disk / 4:.3e} float32 ch-samples/s; {'O_DIRECT' if direct else 'page cache'})"
+              ": with recording on, (b) cannot pass this")
 
         name = target("c")
         cpu, losses, markers, recorded = realistic_cpu(max(args.seconds, 5.0), name)
