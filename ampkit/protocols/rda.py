@@ -309,6 +309,7 @@ class RDAParser:
         self._head = bytearray(HEADER_SIZE)
         self._head_fill = 0
         self._body: np.ndarray | None = None  # uint8, set while a body is being received
+        self._room = self._body  # the body's buffer, HEADER_SIZE bytes longer
         self._body_fill = 0
         self._type = 0
         self._pool = _BufferPool()
@@ -325,30 +326,33 @@ class RDAParser:
         return self._head_fill + self._body_fill
 
     def get_buffer(self) -> memoryview:
-        """Where the next bytes of the stream go: the rest of the current header
-        or message body (never empty). Fill a prefix, then call
-        :meth:`buffer_updated`."""
+        """Where the next bytes of the stream go: the rest of the current header,
+        or the rest of the current message body and room for the next
+        header (so that a busy stream takes one read per message, not two).
+        Never empty. Fill a prefix, then call :meth:`buffer_updated`."""
         if self._error is not None:
             raise self._error
         if self._body is None:
             return memoryview(self._head)[self._head_fill :]
-        return memoryview(self._body)[self._body_fill :]
+        return memoryview(self._room)[self._body_fill :]
 
     def buffer_updated(self, nbytes: int) -> list[Message]:
         """Account for ``nbytes`` written at the start of :meth:`get_buffer`'s
-        view; return the message they complete, if any.
+        view; return the messages they complete, if any.
 
         Raises
         ------
         ampkit.errors.ProtocolError
-            As :meth:`feed`.
+            As :meth:`feed`; as there, an error in bytes that came with a
+            complete message is kept in :attr:`error` (and raised by the next
+            call) while the message is returned.
         """
         if self._error is not None:
             raise self._error
         if self._body is None:
             room = HEADER_SIZE - self._head_fill
         else:
-            room = len(self._body) - self._body_fill
+            room = len(self._room) - self._body_fill
         if not 0 <= nbytes <= room:
             raise ValueError(f"buffer_updated({nbytes}): the buffer had room for {room} bytes")
         messages: list[Message] = []
@@ -360,12 +364,22 @@ class RDAParser:
                     self._start_body(messages)
             else:
                 self._body_fill += nbytes
-                if self._body_fill == len(self._body):
+                size = len(self._body)
+                if self._body_fill >= size:
+                    # Bytes past the body are the start of the next header.
+                    ahead = self._room[size : self._body_fill].tobytes()
                     self._finish_body(messages)
+                    if ahead:
+                        self._head[: len(ahead)] = ahead
+                        self._head_fill = len(ahead)
+                        self._check_head()
+                        if self._head_fill == HEADER_SIZE:
+                            self._start_body(messages)
         except ProtocolError as exc:
             self._error = exc
-            raise
-        return messages
+            if not messages:
+                raise
+        return messages  # an error after messages waits for the next call
 
     def feed(self, data: bytes | bytearray | memoryview) -> list[Message]:
         """Add bytes; return the messages they complete, in stream order.
@@ -422,7 +436,8 @@ class RDAParser:
                 f"nSize {size} is over the limit of {self.max_message_size} bytes", self.offset
             )
         self._type = mtype
-        self._body = self._pool.get(size - HEADER_SIZE)
+        self._room = self._pool.get(size)  # the body, then room for the next header
+        self._body = self._room[: size - HEADER_SIZE]
         self._body_fill = 0
         if size == HEADER_SIZE:
             self._finish_body(messages)
@@ -432,7 +447,7 @@ class RDAParser:
         assert body is not None
         messages.append(self._parse(self._type, body, self.offset))
         self.offset += HEADER_SIZE + len(body)
-        self._body = None
+        self._body = self._room = None
         self._head_fill = self._body_fill = 0
 
     def _parse(self, mtype: int, body: np.ndarray, where: int) -> Message:

@@ -347,6 +347,53 @@ def test_receiving_into_the_parsers_buffers_parses_identically(messages, sizes):
     assert parser.buffered == 0 and parser.offset == len(raw)
 
 
+def receive_all(raw, sizes):
+    """Receive ``raw`` the transport's way in reads of ``sizes`` (cycled);
+    return (messages, offset of the ProtocolError or None)."""
+    parser = rda.RDAParser()
+    out, pos, i = [], 0, 0
+    try:
+        while pos < len(raw) or parser.error is not None:
+            target = parser.get_buffer()
+            n = min(len(target), sizes[i % len(sizes)], len(raw) - pos)
+            target[:n] = raw[pos : pos + n]
+            pos += n
+            i += 1
+            out += parser.buffer_updated(n)
+    except ProtocolError as exc:
+        return out, exc.offset
+    return out, None
+
+
+@FUZZ
+@given(streams(), st.lists(st.integers(1, 5000), min_size=1, max_size=8),
+       st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), min_size=1, max_size=4))
+def test_receiving_corrupted_bytes_keeps_every_message_before_the_damage(messages, sizes, flips):
+    raw = bytearray(b"".join(rda.encode(m) for m in messages))
+    for pos, value in flips:
+        raw[pos % len(raw)] = value
+    got, error = receive_all(bytes(raw), sizes)
+    fed, fed_error = parse_all([bytes(raw)])
+    # Read ahead or not, the same messages and the same error.
+    assert same(got, fed) and error == fed_error
+
+
+def test_a_bad_header_read_with_the_message_before_it_waits_for_the_next_call():
+    raw = START + b"\x00" * 24
+    parser = rda.RDAParser()
+    target = parser.get_buffer()
+    target[:24] = raw[:24]
+    assert parser.buffer_updated(24) == []
+    target = parser.get_buffer()
+    assert len(target) == len(START) - 24 + 24  # the body and the next header
+    target[:] = raw[24:]
+    messages = parser.buffer_updated(len(target))
+    assert [type(m) for m in messages] == [rda.StartMessage]
+    assert parser.error is not None and parser.error.offset == len(START)
+    with pytest.raises(ProtocolError, match="GUID"):
+        parser.get_buffer()
+
+
 def test_buffers_are_reused_only_when_no_message_refers_to_them():
     start = rda.encode_start(["A", "B"], 1000.0, [1.0, 1.0])
     blocks = [rda.encode_data(i, np.full((100, 2), i, np.int16)) for i in range(6)]
