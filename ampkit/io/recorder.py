@@ -60,8 +60,11 @@ class _Slab:
     __slots__ = ("array", "used", "pending", "retired")
 
     def __init__(self, n_floats: int) -> None:
-        # Page-aligned (an anonymous mapping), for writes straight from it.
-        self.array = np.frombuffer(mmap.mmap(-1, 4 * n_floats), np.float32)
+        # Page-aligned, for writes straight from it; from the heap (not a
+        # mapping of its own), which the next recording reuses without faults.
+        raw = np.empty(n_floats + _PAGE_FLOATS, np.float32)
+        skip = -raw.ctypes.data % mmap.PAGESIZE // 4
+        self.array = raw[skip : skip + n_floats]
         self.used = 0
         self.pending = 0
         self.retired = False
