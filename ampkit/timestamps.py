@@ -103,7 +103,10 @@ class SampleClock:
             elif lateness < 0:
                 # Arrived before its predicted time: the model ran late.
                 self._anchor += lateness
-        ts = self._anchor + (self._count + np.arange(n)) * self.period
+        # anchor + (count + k) * period, in place (this runs for every block)
+        ts = np.arange(self._count, self._count + n, dtype=np.float64)
+        ts *= self.period
+        ts += self._anchor
         if ts[0] <= self._last:
             # The anchor moved back past the previous block: spread this
             # block evenly between the previous sample and its own newest
