@@ -127,9 +127,9 @@ class RecentStamps:
     turned back into an absolute time, a marker meant "on sample k" of an
     earlier block may come out a rounding error after that sample's time and
     would be placed on the next one. :meth:`snap` puts it back on the sample.
-    Kept in a ring sized for ``seconds`` at the nominal rate (and for at
-    least twice the largest block), so a marker that arrives seconds late
-    still finds its sample.
+    Kept in a ring sized for ``seconds`` at the nominal rate (at most 2**20
+    samples, 8 MB, but at least twice the largest block), so a marker that
+    arrives seconds late still finds its sample.
 
     Parameters
     ----------
@@ -140,7 +140,7 @@ class RecentStamps:
     """
 
     def __init__(self, fs: float, seconds: float = 10.0) -> None:
-        self._ring = np.empty(max(1024, int(fs * seconds)), dtype=np.float64)
+        self._ring = np.empty(min(max(1024, int(fs * seconds)), 2**20), dtype=np.float64)
         self._end = 0  # where the next stamp goes
         self._count = 0
 

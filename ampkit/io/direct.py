@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ampkit.io.writer import recording_error
+from ampkit.io.writer import recording_error, write_all
 
 __all__ = ["AppendFile", "ALIGN", "STAGE_BYTES"]
 
@@ -235,15 +235,7 @@ class AppendFile:
 
     def _write_plain(self, view: memoryview) -> None:
         """Write at the descriptor's position (files, pipes, devices)."""
-        done = 0
-        try:
-            while done < len(view):
-                k = os.write(self._fd, view[done:])
-                if k == 0:  # pragma: no cover - regular files do not do this
-                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-                done += k
-        except OSError as exc:
-            raise recording_error(self.path, exc) from exc
+        write_all(self._fd, view, self.path)
 
     def _pwrite_buffered(self, view: memoryview, offset: int) -> None:
         done = 0
