@@ -90,8 +90,6 @@ class AppendFile:
 
     Attributes
     ----------
-    direct : bool
-        Whether data goes past the page cache.
     size : int
         Bytes appended so far (in the file after :meth:`flush`).
     """
