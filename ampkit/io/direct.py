@@ -77,7 +77,8 @@ class AppendFile:
         The file, open for writing and empty (the class takes ownership and
         closes it).
     path : pathlib.Path
-        Its path: reopened with ``O_DIRECT``, and named in errors.
+        Its path, named in errors (and reopened with ``O_DIRECT`` where
+        ``/proc/self/fd`` is missing).
     direct : bool
         Try ``O_DIRECT`` (default); False writes through the page cache.
     stage_bytes : int
@@ -115,8 +116,13 @@ class AppendFile:
         self._base = 0  # file offset of the staging buffer's first byte
         self.size = 0
         if direct and hasattr(os, "O_DIRECT") and stat.S_ISREG(os.fstat(fd).st_mode):
+            # The same file for certain (not whatever the path names now)
+            # through /proc where it exists.
+            proc = f"/proc/self/fd/{fd}"
             try:
-                self._direct_fd = os.open(self.path, os.O_WRONLY | os.O_DIRECT)
+                self._direct_fd = os.open(
+                    proc if os.path.exists(proc) else self.path, os.O_WRONLY | os.O_DIRECT
+                )
             except OSError as exc:
                 logger.debug("%s: no O_DIRECT (%s); writing through the page cache",
                              self.path, exc)

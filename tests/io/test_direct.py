@@ -189,3 +189,18 @@ def mmap_pages(n):
     import mmap
 
     return mmap.mmap(-1, n * ALIGN)
+
+
+def test_the_open_file_is_written_even_when_its_path_changed(tmp_path):
+    if not direct_possible(tmp_path):
+        pytest.skip("no O_DIRECT on this file system")
+    path = tmp_path / "moving.bin"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+    path.rename(tmp_path / "moved.bin")
+    path.write_bytes(b"someone else's file")
+    out = AppendFile(fd, path, stage_bytes=ALIGN)
+    data = os.urandom(3 * ALIGN + 7)
+    out.write([data])
+    out.close()
+    assert (tmp_path / "moved.bin").read_bytes() == data
+    assert path.read_bytes() == b"someone else's file"
