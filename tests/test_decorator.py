@@ -242,13 +242,20 @@ def test_driver_marker_lands_between_uneven_samples():
     assert amp._pending == [(pytest.approx(1.08), "beyond")]
 
 
-def test_a_late_marker_comes_with_the_next_block_even_an_empty_one():
+def after_one_block():
+    """A started amp whose driver delivered samples at 5.0, 5.01, 5.02 s and
+    then nothing."""
     driver = Scripted([(np.ones((3, 2)), [])], fs=100.0)
     driver.times = np.array([5.0, 5.01, 5.02])
     amp = AmpDecorator(driver)
     amp.start()
     amp.get_block()
     driver.times = np.empty(0)
+    return driver, amp
+
+
+def test_a_late_marker_comes_with_the_next_block_even_an_empty_one():
+    driver, amp = after_one_block()
     amp.add_marker("late", timestamp=5.01)  # its sample was delivered already
     amp.add_marker("future", timestamp=6.0)  # no sample yet: waits
     block = amp.get_block()
@@ -263,12 +270,7 @@ def test_a_late_marker_comes_with_the_next_block_even_an_empty_one():
 
 
 def test_driver_markers_of_an_empty_block_count_from_the_next_sample():
-    driver = Scripted([(np.ones((3, 2)), [])], fs=100.0)
-    driver.times = np.array([5.0, 5.01, 5.02])
-    amp = AmpDecorator(driver)
-    amp.start()
-    amp.get_block()
-    driver.times = np.empty(0)
+    driver, amp = after_one_block()
     # -10 ms from the next sample (due at 5.03) is the last sample delivered
     driver.blocks = [(np.zeros((0, 2)), [(-10.0, "on the last sample"), (-25.0, "earlier")])]
     block = amp.get_block()

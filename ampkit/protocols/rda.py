@@ -359,9 +359,7 @@ class RDAParser:
         try:
             if self._body is None:
                 self._head_fill += nbytes
-                self._check_head()
-                if self._head_fill == HEADER_SIZE:
-                    self._start_body(messages)
+                self._head_added(messages)
             else:
                 self._body_fill += nbytes
                 size = len(self._body)
@@ -372,13 +370,9 @@ class RDAParser:
                     if ahead:
                         self._head[: len(ahead)] = ahead
                         self._head_fill = len(ahead)
-                        self._check_head()
-                        if self._head_fill == HEADER_SIZE:
-                            self._start_body(messages)
+                        self._head_added(messages)
         except ProtocolError as exc:
-            self._error = exc
-            if not messages:
-                raise
+            self._keep(exc, messages)
         return messages  # an error after messages waits for the next call
 
     def feed(self, data: bytes | bytearray | memoryview) -> list[Message]:
@@ -404,9 +398,7 @@ class RDAParser:
                     self._head[fill : fill + take] = view[i : i + take]
                     self._head_fill = fill + take
                     i += take
-                    self._check_head()
-                    if self._head_fill == HEADER_SIZE:
-                        self._start_body(messages)
+                    self._head_added(messages)
                 else:
                     body, fill = self._body, self._body_fill
                     take = min(len(body) - fill, end - i)
@@ -416,10 +408,21 @@ class RDAParser:
                     if self._body_fill == len(body):
                         self._finish_body(messages)
         except ProtocolError as exc:
-            self._error = exc
-            if not messages:
-                raise
+            self._keep(exc, messages)
         return messages  # an error after messages waits for the next call
+
+    def _keep(self, exc: ProtocolError, messages: list[Message]) -> None:
+        """Break the stream with ``exc``; raise it now unless messages came
+        before it in the same call (then the next call raises it)."""
+        self._error = exc
+        if not messages:
+            raise exc
+
+    def _head_added(self, messages: list[Message]) -> None:
+        """Check the header bytes so far; start the body once all 24 are in."""
+        self._check_head()
+        if self._head_fill == HEADER_SIZE:
+            self._start_body(messages)
 
     def _check_head(self) -> None:
         # Fail fast on a wrong GUID rather than wait for a whole header.
