@@ -4,7 +4,8 @@ Three layers, as every protocol driver in ampkit:
 
 * the codec, :mod:`ampkit.protocols.rda` (bytes in, messages out);
 * the transport, :class:`RDAReceiver`: a socket read by a background
-  :class:`~ampkit.worker.Worker`, which reconnects when asked;
+  :class:`~ampkit.worker.Worker` (which also reconnects when asked), or by
+  the caller's own thread while it is calling ``get_data()`` in a loop;
 * the amplifier, :class:`RDAAmp`: turns messages into blocks of µV with
   per-sample timestamps and markers, in a buffer that a slow caller can drain
   later without losing anything that fits in it.
@@ -19,9 +20,10 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
+import select
 import socket
 import threading
-import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -56,6 +58,13 @@ __all__ = ["RDAAmp", "RDAReceiver"]
 logger = logging.getLogger("ampkit")
 
 _POLL = 0.1  # seconds a blocking call waits between looks at the stop flag
+# After a get_data() call, the background thread leaves the socket to the
+# caller for this long (see RDAReceiver).
+_LEASE = 0.01
+# Having waited for data, a get_data() call takes at most this much more of
+# what has arrived already.
+_DRAIN_BYTES = 4 * 2**20
+_LOWAT_MAX = 2**20
 _RECONNECT_INTERVAL = 0.5
 _BLOCK_MASK = 0xFFFFFFFF
 # At most this many values (and at least one block) per get_data() call: a
@@ -74,12 +83,33 @@ def _connect(host: str, port: int, timeout: float) -> socket.socket:
             "with Remote Data Access enabled, or `ampkit sim rda` started?"
         ) from None
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    sock.settimeout(_POLL)
+    # Non-blocking: a read takes what is there with one system call and
+    # waits (_wait_readable) only when nothing is.
+    sock.setblocking(False)
     return sock
 
 
+def _wait_readable(sock: socket.socket, timeout: float) -> bool:
+    """Wait up to ``timeout`` seconds for ``sock`` to have data (or an end)."""
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(sock, select.POLLIN)
+        return bool(poller.poll(timeout * 1000.0))
+    return bool(select.select([sock], [], [], timeout)[0])
+
+
 class RDAReceiver:
-    """A connection to an RDA server, read and parsed in a background thread.
+    """A connection to an RDA server, read and parsed in a background thread,
+    or in the caller's thread while it is waiting for data.
+
+    Whoever holds the receiver's read lock reads the socket: the background
+    thread, unless :meth:`read` was called in the last ``10 ms`` (a caller
+    reading in a loop then reads the socket itself, and each message costs no
+    wake-up of a second thread and no hand-over of the interpreter lock
+    between two). A caller that stops calling loses nothing: the background
+    thread takes over within that time. Either way messages are delivered in
+    stream order through ``on_messages``; errors and reconnection are always
+    handled by the background thread.
 
     Parameters
     ----------
@@ -93,8 +123,8 @@ class RDAReceiver:
         :class:`~ampkit.errors.ConnectionLostError`.
     on_messages : callable
         ``on_messages(messages, arrival)`` with the messages completed by
-        each read of the socket, in the reader thread; ``arrival`` is the
-        ``local_clock()`` time their last bytes came.
+        each read of the socket, in the thread that read it; ``arrival`` is
+        the ``local_clock()`` time their last bytes came.
     on_connect : callable, optional
         ``on_connect(reconnected: bool)`` after each (re)connection.
     on_end : callable, optional
@@ -119,6 +149,14 @@ class RDAReceiver:
         self.on_end = on_end
         self.reconnects = 0
         self._sock: socket.socket | None = None
+        self._parser = RDAParser()
+        self._lock = threading.Lock()  # held while reading the socket
+        self._lease = -math.inf  # until then the caller, not the thread, reads
+        self._reads = 0  # reads that delivered messages
+        self._lowat = 1  # the socket's SO_RCVLOWAT
+        # Why reading stopped: a reason (str) for a lost connection, or an
+        # exception; the background thread acts on it.
+        self._broken: str | BaseException | None = None
         self._worker: Worker | None = None
 
     @property
@@ -158,6 +196,95 @@ class RDAReceiver:
             self._sock.close()
             self._sock = None
 
+    def read(self, timeout: float) -> None:
+        """Read the socket in the calling thread until one read delivers
+        messages (or the background thread delivered some meanwhile), at
+        most ``timeout`` seconds.
+
+        Errors are not raised here: they end the background thread, whose
+        error :meth:`check` raises.
+        """
+        reads = self._reads
+        deadline = local_clock() + timeout
+        self._lease = deadline + _LEASE
+        if not self._lock.acquire(timeout=timeout):
+            return
+        try:
+            # Wait for the first messages, then take what else has come
+            # (so a caller that fell behind catches up in bigger steps).
+            while self._reads == reads and self._broken is None:
+                sock, left = self._sock, deadline - local_clock()
+                if sock is None or left <= 0:
+                    return
+                self._read_here(sock, left)
+            drained = 0
+            while drained < _DRAIN_BYTES and self._broken is None and self._sock is not None:
+                n = self._read_here(self._sock, 0.0)
+                if not n:
+                    return
+                drained += n
+        finally:
+            self._lease = local_clock() + _LEASE
+            self._lock.release()
+
+    def _read_here(self, sock: socket.socket, timeout: float) -> int:
+        """:meth:`_read_once` in the caller's thread: errors go to the reader thread."""
+        try:
+            return self._read_once(sock, self._parser, timeout)
+        except Exception as exc:  # noqa: BLE001 - the reader thread raises it
+            self._broken = exc
+            return 0
+
+    def _read_once(self, sock: socket.socket, parser: RDAParser, timeout: float) -> int:
+        """One read of the socket (lock held), waiting up to ``timeout``
+        seconds (0: only what is there); messages go to ``on_messages``.
+        Returns the bytes read."""
+        # Every byte goes straight into the parser's buffer for it (the
+        # header, then a buffer of the message's size): no copies.
+        buffer = parser.get_buffer()
+        try:
+            try:
+                n = sock.recv_into(buffer)
+            except BlockingIOError:
+                if timeout <= 0:
+                    return 0
+                # Wake when the whole message is there, not for each piece.
+                self._set_lowat(sock, parser.missing)
+                if not _wait_readable(sock, timeout):
+                    return 0
+                n = sock.recv_into(buffer)
+        except BlockingIOError:
+            return 0
+        except OSError as exc:
+            self._broken = f"connection failed: {exc}"
+            return 0
+        if n == 0:
+            self._broken = "the server closed the connection"
+            return 0
+        arrival = local_clock()
+        try:
+            messages = parser.buffer_updated(n)
+        except ProtocolError as exc:
+            self._broken = ProtocolError(f"{self.name}: {exc.reason}", exc.offset)
+            return n
+        if messages:
+            self._reads += 1
+            self.on_messages(messages, arrival)
+        if parser.error is not None:
+            self._broken = ProtocolError(
+                f"{self.name}: {parser.error.reason}", parser.error.offset
+            )
+        return n
+
+    def _set_lowat(self, sock: socket.socket, n: int) -> None:
+        """Have the socket report data only once ``n`` bytes are there
+        (Linux caps it at half the receive buffer; an end of stream is
+        reported whatever it is)."""
+        n = max(1, min(n, _LOWAT_MAX))
+        if n != self._lowat and hasattr(socket, "SO_RCVLOWAT"):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, n)
+            self._lowat = n
+
     def _reconnect(self, stop: threading.Event) -> socket.socket | None:
         attempts = 0
         while not stop.is_set():
@@ -182,43 +309,77 @@ class RDAReceiver:
                 self.on_end()
 
     def _read(self, stop: threading.Event) -> None:
-        parser = RDAParser()
+        lock = self._lock
         while not stop.is_set():
-            sock = self._sock
-            assert sock is not None
-            # Every byte goes straight into the parser's buffer for it (the
-            # header, then a buffer of the message's size): no copies.
-            try:
-                n = sock.recv_into(parser.get_buffer())
-                reason = "the server closed the connection"
-            except TimeoutError:
-                continue
-            except OSError as exc:
-                n, reason = 0, f"connection failed: {exc}"
-            if n == 0:
-                sock.close()
-                if stop.is_set():
+            if self._broken is not None:
+                if not self._recover(stop):
                     return
-                if not self.reconnect:
-                    raise ConnectionLostError(f"{self.name}: {reason}")
-                logger.warning("%s: %s; reconnecting", self.name, reason)
-                new = self._reconnect(stop)
-                if new is None:
-                    return
-                self._sock = new
-                parser = RDAParser()
-                if self.on_connect is not None:
-                    self.on_connect(True)
                 continue
-            arrival = local_clock()
+            wait = self._lease - local_clock()
+            if wait > 0:  # the caller is reading
+                stop.wait(min(wait, _POLL))
+                continue
+            if not lock.acquire(timeout=_POLL):
+                continue
             try:
-                messages = parser.buffer_updated(n)
-            except ProtocolError as exc:
-                raise ProtocolError(f"{self.name}: {exc.reason}", exc.offset) from None
-            if messages:
-                self.on_messages(messages, arrival)
-            if parser.error is not None:
-                raise ProtocolError(f"{self.name}: {parser.error.reason}", parser.error.offset)
+                sock = self._sock
+                if self._broken is None and sock is not None:
+                    self._read_once(sock, self._parser, _POLL)
+            finally:
+                lock.release()
+
+    def _recover(self, stop: threading.Event) -> bool:
+        """Act on a broken connection: raise, or reconnect (False: stopped)."""
+        with self._lock:
+            broken, sock, self._sock = self._broken, self._sock, None
+        if sock is not None:
+            sock.close()
+        if stop.is_set():
+            return False
+        if isinstance(broken, BaseException):
+            raise broken
+        if not self.reconnect:
+            raise ConnectionLostError(f"{self.name}: {broken}")
+        logger.warning("%s: %s; reconnecting", self.name, broken)
+        new = self._reconnect(stop)
+        if new is None:
+            return False
+        with self._lock:
+            self._sock, self._parser, self._broken = new, RDAParser(), None
+            self._lowat = 1
+        if self.on_connect is not None:
+            self.on_connect(True)
+        return True
+
+
+class _Scaler:
+    """Multiplies raw samples by their channel's resolution (µV per unit).
+
+    One flat pass over contiguous memory: a multiplication by one number when
+    all channels share a resolution, none when it is 1, else by the
+    resolutions repeated for a whole block (numpy's broadcasting over rows
+    of a few hundred channels takes about twice as long).
+    """
+
+    def __init__(self, resolutions: np.ndarray) -> None:
+        res = np.asarray(resolutions, np.float32)
+        self._res = res
+        self._one = res[0] if len(res) and np.all(res == res[0]) else None
+        self._tiled = np.empty(0, np.float32)
+
+    def __call__(self, raw: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """Write ``raw`` (points, channels) in µV to ``out`` (float32, same
+        shape, C-contiguous; may be ``raw`` itself) and return ``out``."""
+        one = self._one
+        if one is not None:
+            if one != 1 or out is not raw:
+                np.multiply(raw, one, out=out, casting="unsafe")
+            return out
+        size = raw.size
+        if len(self._tiled) < size:
+            self._tiled = np.tile(self._res, len(raw))
+        np.multiply(raw.reshape(-1), self._tiled[:size], out=out.reshape(-1), casting="unsafe")
+        return out
 
 
 class _EitherMethod:
@@ -245,6 +406,10 @@ class RDAAmp(Amplifier):
     ``'Stimulus/S  1'``, at their sample. Each sample's time is the arrival
     time of its block on :func:`ampkit.clock.local_clock`, smoothed by
     :class:`~ampkit.timestamps.SampleClock`.
+
+    ``get_data()`` returns the buffer float32 samples were received into,
+    scaled where they are (a copy only when it joins several blocks): the
+    array is the caller's to keep or change.
 
     Attributes
     ----------
@@ -480,7 +645,7 @@ class RDAAmp(Amplifier):
                 if old is not None and not old.same_layout(message):
                     self._reset_stream()
                 self._start = message
-                self._res32 = message.resolutions.astype(np.float32)
+                self._scale = _Scaler(message.resolutions)
                 if self._last_block is not None:
                     self._new_run = True
                 self._cond.notify_all()
@@ -551,9 +716,15 @@ class RDAAmp(Amplifier):
         if lost:
             self.gap_count += 1
             self.lost_samples += lost
-        # Raw samples (a view of the message's buffer); get_data() scales them
-        # to µV while it copies them into the returned array, in one pass.
-        return [block.data, stamps, [(m.position, m.text) for m in block.markers], lost]
+        raw = block.data
+        if raw.dtype == np.float32:
+            # Scaled to µV where they are, in the message's own buffer (just
+            # received, so still in this core's cache); get_data() hands the
+            # array over without another copy.
+            data = self._scale(raw, raw)
+        else:
+            data = self._scale(raw, np.empty(raw.shape, np.float32))
+        return [data, stamps, [(m.position, m.text) for m in block.markers], lost]
 
     def _enqueue(self, entries: list[list[Any]]) -> None:
         start = self._start
@@ -621,22 +792,19 @@ class RDAAmp(Amplifier):
             raise StateError("get_data() before start()")
         receiver = self._receiver
         assert receiver is not None and self._start is not None
-        # Let the reader thread have the GIL first: a caller reading in a
-        # tight loop would otherwise keep it for the whole switch interval
-        # (5 ms) while the socket fills and the server stalls.
-        time.sleep(0)
-        with self._cond:
-            if not self._queue:
-                self._cond.wait_for(lambda: self._queue or not receiver.alive, _POLL)
-            n_channels = len(self._start.channels)
-            queue = self._queue
-            if self._queued * n_channels <= _READ_FLOATS:
-                blocks = list(queue)
-                queue.clear()
-                self._queued = 0
-            else:
-                blocks, taken = self._take(_READ_FLOATS // n_channels)
-                self._queued -= taken
+        n_channels = len(self._start.channels)
+        blocks = self._take()
+        if not blocks:
+            # Wait for data reading the socket here (see RDAReceiver).
+            deadline = local_clock() + _POLL
+            receiver.read(_POLL)
+            with self._cond:
+                if not self._queue:
+                    self._cond.wait_for(
+                        lambda: self._queue or not receiver.alive,
+                        max(0.0, deadline - local_clock()),
+                    )
+            blocks = self._take()
         if not blocks:
             self._raise_failure(receiver)
             self._timestamps = np.empty(0, np.float64)
@@ -649,27 +817,36 @@ class RDAAmp(Amplifier):
                 markers.append((row * period_ms, GAP_MARKER.format(n=lost)))
             markers.extend(((row + pos) * period_ms, text) for pos, text in block_markers)
             row += len(data)
-        data = np.empty((row, n_channels), np.float32)
-        res = self._res32
-        row = 0
-        for raw, *_ in blocks:
-            np.multiply(raw, res, out=data[row : row + len(raw)])
-            row += len(raw)
+        if len(blocks) == 1:
+            data = blocks[0][0]  # nobody else refers to it: no copy
+        else:
+            data = np.concatenate([b[0] for b in blocks])
         if len(blocks) == 1:
             self._timestamps = blocks[0][1]
         else:
             self._timestamps = np.concatenate([b[1] for b in blocks])
         return data, markers
 
-    def _take(self, limit: int) -> tuple[list[list[Any]], int]:
-        """The oldest queued blocks, at least one, up to ``limit`` samples (lock held)."""
-        queue = self._queue
-        blocks = [queue.popleft()]
-        taken = len(blocks[0][0])
-        while queue and taken + len(queue[0][0]) <= limit:
-            blocks.append(queue.popleft())
-            taken += len(blocks[-1][0])
-        return blocks, taken
+    def _take(self) -> list[list[Any]]:
+        """The queued blocks, oldest first: all of them, or at least one and
+        at most about ``_READ_FLOATS`` values."""
+        start = self._start
+        assert start is not None
+        limit = _READ_FLOATS // len(start.channels)
+        with self._cond:
+            queue = self._queue
+            if self._queued <= limit:
+                blocks = list(queue)
+                queue.clear()
+                self._queued = 0
+                return blocks
+            blocks = [queue.popleft()]
+            taken = len(blocks[0][0])
+            while queue and taken + len(queue[0][0]) <= limit:
+                blocks.append(queue.popleft())
+                taken += len(blocks[-1][0])
+            self._queued -= taken
+        return blocks
 
     def _raise_failure(self, receiver: RDAReceiver) -> None:
         if self._failure is None and not receiver.alive:

@@ -325,6 +325,14 @@ class RDAParser:
         """Bytes received of the message not yet complete."""
         return self._head_fill + self._body_fill
 
+    @property
+    def missing(self) -> int:
+        """Bytes still to come before the message being received is complete
+        (before its header is, while the header is incomplete)."""
+        if self._body is None:
+            return HEADER_SIZE - self._head_fill
+        return len(self._body) - self._body_fill
+
     def get_buffer(self) -> memoryview:
         """Where the next bytes of the stream go: the rest of the current header,
         or the rest of the current message body and room for the next

@@ -2,6 +2,7 @@
 
 import logging
 import socket
+import threading
 import time
 
 import numpy as np
@@ -9,7 +10,7 @@ import pytest
 
 import ampkit
 from ampkit.decorator import GAP_MARKER
-from ampkit.drivers.rda import RDAAmp
+from ampkit.drivers.rda import RDAAmp, RDAReceiver, _Scaler
 from ampkit.errors import (
     AmpNotAvailableError,
     ConfigurationError,
@@ -46,6 +47,18 @@ def collect(amp, n, timeout=20.0):
         datas.append(data)
         rows += len(data)
     return np.concatenate(datas), markers
+
+
+def rows_until_error(amp, error, match):
+    """Read until ``error`` is raised (and raised again by the next call):
+    the number of samples delivered before it."""
+    rows = 0
+    with pytest.raises(error, match=match):
+        for _ in range(200):
+            rows += len(amp.get_data()[0])
+    with pytest.raises(error):  # and it stays
+        amp.get_data()
+    return rows
 
 
 def expected(sim, first, n):
@@ -87,6 +100,65 @@ def test_exact_samples_and_markers_joining_mid_recording(dtype):
     assert len(markers) >= 10
     assert markers[0][1].startswith("Stimulus/S ")
     assert amp.gap_count == 0 and amp.lost_samples == 0
+
+
+@pytest.mark.parametrize("dtype", ["float32", "int16"])
+@pytest.mark.parametrize("resolution", [0.1, 1.0])
+def test_channels_sharing_a_resolution(dtype, resolution):
+    # One resolution for all channels (scaled by one number), and 1.0 (not scaled).
+    with make_sim(dtype, resolution=resolution) as sim, RDAAmp() as amp:
+        amp.configure(port=sim.port)
+        amp.start()
+        data, _ = collect(amp, 200)
+        amp.stop()
+    k0 = int(round(data[0, 0] / resolution))
+    raw = sim.samples(k0, len(data)).astype(np.float32)
+    np.testing.assert_array_equal(data, raw * np.float32(resolution))
+
+
+def test_scaler_matches_numpy_broadcasting():
+    rng = np.random.default_rng(1)
+    for channels, points in [(1, 1), (3, 7), (64, 500), (5, 1), (5, 300)]:
+        res = rng.uniform(0.01, 10, channels)
+        scale = _Scaler(res)
+        for dtype in (np.float32, np.int16):
+            raw = (rng.standard_normal((points, channels)) * 1000).astype(dtype)
+            want = raw * res.astype(np.float32)
+            out = np.empty(raw.shape, np.float32)
+            np.testing.assert_array_equal(scale(raw, out), want)
+            if dtype == np.float32:  # in place
+                assert scale(raw, raw) is raw
+                np.testing.assert_array_equal(raw, want)
+
+
+def test_caller_reads_the_socket_while_it_calls_and_the_thread_when_it_does_not():
+    readers, blocks = [], []
+
+    def on_messages(messages, arrival):
+        for m in messages:
+            if isinstance(m, rda.DataMessage):
+                readers.append(threading.get_ident())
+                blocks.append(m.block)
+
+    with make_sim() as sim:
+        receiver = RDAReceiver("127.0.0.1", sim.port, 5.0, False, on_messages).open()
+        try:
+            time.sleep(0.2)  # nobody calls: the thread reads
+            assert len(readers) >= 5 and threading.get_ident() not in readers
+            start = len(readers)
+            t0 = time.monotonic()
+            while time.monotonic() - t0 < 0.5:  # a caller reading in a loop
+                receiver.read(0.1)
+            mine = readers[start:].count(threading.get_ident())
+            assert mine >= 0.9 * (len(readers) - start) and mine >= 20
+            start = len(readers)
+            time.sleep(0.3)  # the caller stops: the thread takes over
+            assert len(readers) - start >= 10
+            assert threading.get_ident() not in readers[start + 2:]
+        finally:
+            receiver.close()
+    # Whoever read, every block came once and in order.
+    assert np.all(np.diff(blocks) == 1)
 
 
 def test_decorated_amp_places_markers_on_their_samples():
@@ -188,14 +260,8 @@ def test_server_killed_gives_connection_lost_after_the_buffered_data():
         collect(amp, 50)
         time.sleep(0.2)
         sim.stop()
-        got = 0
-        with pytest.raises(ConnectionLostError, match="closed the connection"):
-            for _ in range(200):
-                data, _ = amp.get_data()
-                got += len(data)
+        got = rows_until_error(amp, ConnectionLostError, "closed the connection")
         assert got > 0  # what arrived before the loss was delivered first
-        with pytest.raises(ConnectionLostError):  # and it stays lost
-            amp.get_data()
         t0 = time.monotonic()
         amp.stop()
         assert time.monotonic() - t0 < 2.0
@@ -327,6 +393,31 @@ def test_server_sending_garbage_gives_protocol_error():
             for _ in range(50):
                 amp.get_data()
         amp.close()
+
+
+def test_garbage_after_good_blocks_while_the_caller_reads():
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    listener.settimeout(5)
+    good = np.arange(30, dtype=np.float32).reshape(10, 3)
+
+    def serve(stop):
+        conn, _ = listener.accept()
+        with conn:
+            conn.sendall(rda.encode_start(["A", "B", "C"], 1000.0, [1.0] * 3))
+            stop.wait(0.3)  # the client is reading in a loop by now
+            for block in range(4):
+                conn.sendall(rda.encode_data(block, good))
+            stop.wait(0.2)
+            conn.sendall(b"this is not RDA" * 3)
+            stop.wait(5)
+
+    with listener, Worker(serve, "garbage server"), RDAAmp() as amp:
+        amp.configure(port=listener.getsockname()[1], timeout=5)
+        amp.start()
+        rows = rows_until_error(amp, ProtocolError, "RDA 127.0.0.1:.*GUID")
+        assert rows == 40  # every good block first
 
 
 def test_configure_validates_and_get_data_needs_start():

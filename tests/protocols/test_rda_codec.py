@@ -332,10 +332,17 @@ def test_random_bodies_behind_a_valid_header_only_raise_protocol_error(size, mty
 @given(streams(), st.lists(st.integers(1, 5000), min_size=1, max_size=20))
 def test_receiving_into_the_parsers_buffers_parses_identically(messages, sizes):
     # The transport's way: recv_into(parser.get_buffer()), then buffer_updated(n).
-    raw = b"".join(rda.encode(m) for m in messages)
+    encoded = [rda.encode(m) for m in messages]
+    raw = b"".join(encoded)
+    starts = np.cumsum([0] + [len(e) for e in encoded])[:-1]
+    length = {int(start): len(e) for start, e in zip(starts, encoded, strict=True)}
     parser = rda.RDAParser()
     out, pos, i = [], 0, 0
     while pos < len(raw):
+        # What the transport may wait for: the rest of the header, then of the message.
+        start = parser.offset
+        end = start + (rda.HEADER_SIZE if pos - start < rda.HEADER_SIZE else length[start])
+        assert parser.missing == end - pos
         target = parser.get_buffer()
         assert len(target) > 0
         n = min(len(target), sizes[i % len(sizes)], len(raw) - pos)
