@@ -142,7 +142,8 @@ class RecentStamps:
     def __init__(self, fs: float, seconds: float = 10.0) -> None:
         self._ring = np.empty(min(max(1024, int(fs * seconds)), 2**20), dtype=np.float64)
         self._end = 0  # where the next stamp goes
-        self._count = 0
+        self._count = 0  # kept
+        self.total = 0  # ever added
 
     def add(self, stamps: np.ndarray) -> None:
         """Remember the timestamps of a delivered block (in time order)."""
@@ -159,6 +160,7 @@ class RecentStamps:
         self._ring[: n - first] = stamps[first:]
         self._end = (self._end + n) % size
         self._count = min(size, self._count + n)
+        self.total += n
 
     def _parts(self) -> tuple[np.ndarray, ...]:
         """The kept stamps as at most two sorted runs, older first."""
@@ -166,6 +168,17 @@ class RecentStamps:
         if start >= 0:
             return (self._ring[start:self._end],)
         return (self._ring[start:], self._ring[:self._end])
+
+    def index_of(self, t: float) -> int:
+        """The first kept sample at or after ``t``, counted among all samples
+        ever added (from 0): the oldest kept one for a ``t`` before it, and
+        :attr:`total` (the next sample to come) for a ``t`` after the newest."""
+        index = self.total - self._count
+        for part in self._parts():
+            if len(part) and t <= part[-1]:
+                return index + int(np.searchsorted(part, t, side="left"))
+            index += len(part)
+        return self.total
 
     def snap(self, t: float, tolerance: float = 1e-9) -> float:
         """``t``, or the time of a kept sample within ``tolerance`` of it."""

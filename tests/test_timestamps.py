@@ -69,18 +69,24 @@ def test_timestamps_strictly_increase_and_never_follow_arrival(blocks):
             last = ts[-1]
 
 
+def filled_ring(sizes):
+    """A RecentStamps of 1024 samples at 100 Hz, given blocks of ``sizes``; and all their stamps."""
+    stamps = 5000.0 + np.cumsum(np.full(sum(sizes), 1 / 100.0))
+    recent = RecentStamps(100.0, seconds=10.0)
+    start = 0
+    for n in sizes:
+        recent.add(stamps[start:start + n])
+        start += n
+    return stamps, recent
+
+
 @given(
     st.lists(st.integers(0, 700), min_size=1, max_size=40),
     st.floats(-1e-10, 1e-10),
     st.integers(0, 10**6),
 )
 def test_recent_stamps_snap_to_every_kept_sample(sizes, error, pick):
-    stamps = 5000.0 + np.cumsum(np.full(sum(sizes), 1 / 100.0))
-    recent = RecentStamps(100.0, seconds=10.0)  # ring of 1024
-    start = 0
-    for n in sizes:
-        recent.add(stamps[start:start + n])
-        start += n
+    stamps, recent = filled_ring(sizes)
     kept = stamps[-max(1024, 2 * max(sizes)):] if len(stamps) > 1024 else stamps
     if len(kept):
         target = kept[pick % len(kept)]
@@ -89,3 +95,24 @@ def test_recent_stamps_snap_to_every_kept_sample(sizes, error, pick):
         # Off the samples, or older than the ring: unchanged.
         assert recent.snap(stamps[-1] + 0.5 / 100) == stamps[-1] + 0.5 / 100
         assert recent.snap(stamps[0] - 1.0) == stamps[0] - 1.0
+
+
+@given(
+    st.lists(st.integers(0, 700), min_size=1, max_size=40),
+    st.floats(-2.0, 2.0),
+    st.integers(0, 10**6),
+)
+def test_recent_stamps_index_of_counts_every_sample_added(sizes, offset, pick):
+    stamps, recent = filled_ring(sizes)
+    assert recent.total == len(stamps)
+    first_kept = len(stamps) - min(len(stamps), max(1024, 2 * max(sizes)))
+    if len(stamps):
+        # A kept sample's own time finds it; a time between two samples the later one.
+        i = first_kept + pick % (len(stamps) - first_kept)
+        assert recent.index_of(stamps[i]) == i
+        assert recent.index_of(stamps[i] - 0.5 / 100) == i
+        # Anywhere in the kept range, before it or after it:
+        t = stamps[-1] + offset
+        want = max(first_kept, int(np.searchsorted(stamps, t, side="left")))
+        assert recent.index_of(t) == want
+    assert recent.index_of(1e9) == len(stamps)

@@ -32,6 +32,7 @@ from ampkit.clock import local_clock
 from ampkit.decorator import Block
 from ampkit.errors import RecordingError
 from ampkit.io.writer import FormatWriter, Header, Mark
+from ampkit.timestamps import RecentStamps
 from ampkit.worker import Worker
 
 __all__ = ["Recorder", "MAX_BACKLOG_BYTES"]
@@ -50,22 +51,28 @@ _PAGE_FLOATS = mmap.PAGESIZE // 4
 
 
 class _Slab:
-    """A buffer that queued blocks are copied into, one after the other.
+    """A buffer that queued blocks are copied into, one after the other, with
+    room for their timestamps.
 
-    The acquisition thread fills it (``used``) and retires it when the next
-    block does not fit; the writer thread counts the blocks it wrote
-    (``pending``). Retired with nothing pending, it is free for reuse.
+    The acquisition thread fills it (``used`` floats, ``rows`` timestamps)
+    and retires it when the next block does not fit; the writer thread
+    counts the blocks it wrote (``pending``). Retired with nothing pending,
+    it is free for reuse.
     """
 
-    __slots__ = ("array", "used", "pending", "retired")
+    __slots__ = ("array", "stamps", "used", "rows", "pending", "retired")
 
-    def __init__(self, n_floats: int) -> None:
+    def __init__(self, n_floats: int, width: int) -> None:
         # Page-aligned, for writes straight from it; from the heap (not a
         # mapping of its own), which the next recording reuses without faults.
         raw = np.empty(n_floats + _PAGE_FLOATS, np.float32)
         skip = -raw.ctypes.data % mmap.PAGESIZE // 4
         self.array = raw[skip : skip + n_floats]
-        self.used = 0
+        # Timestamps too are kept here: a small array per block would cost a
+        # page fault per block (freed memory handed back to the system and
+        # faulted in again).
+        self.stamps = np.empty(n_floats // width + 1, np.float64)
+        self.used = self.rows = 0
         self.pending = 0
         self.retired = False
 
@@ -139,9 +146,10 @@ class Recorder:
         self._closed = False
         self._warned_at = -1e9
         self._t0: float | None = None
-        self._history: deque[tuple[int, np.ndarray]] = deque()
-        self._history_samples = 0
-        self._keep = max(1024, int(30 * writer.header.fs))
+        # Timestamps of the samples written in the last 30 s (writer thread),
+        # to place markers that arrive late.
+        self._history = RecentStamps(writer.header.fs, seconds=30.0)
+        self._first_index = 0  # block index of the first sample remembered
         self._width = len(writer.header.channels)
         self._worker = Worker(self._run, f"recorder {self.path}")
         self._worker.start()
@@ -167,15 +175,10 @@ class Recorder:
                 f"fit the recording's {self._width} channels"
             )
         if len(block):
-            data, slab = self._stage(block.data)
+            data, stamps, slab = self._stage(block.data, block.timestamps)
         else:
-            data, slab = np.array(block.data, dtype=np.float32), None
-        copy = Block(
-            data,
-            np.array(block.timestamps, dtype=np.float64),
-            list(block.markers),
-            block.index,
-        )
+            data, stamps, slab = np.empty((0, self._width), np.float32), np.empty(0), None
+        copy = Block(data, stamps, list(block.markers), block.index)
         size = copy.data.nbytes + copy.timestamps.nbytes
         with self._cond:
             if self._queue and self._queued_bytes + size > self.max_backlog_bytes:
@@ -193,8 +196,11 @@ class Recorder:
                 self._cond.notify_all()
         self._check()
 
-    def _stage(self, data: np.ndarray) -> tuple[np.ndarray, _Slab]:
-        """Copy ``data`` (n, width) into the current slab (or a new one) as float32."""
+    def _stage(
+        self, data: np.ndarray, timestamps: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, _Slab]:
+        """Copy ``data`` (n, width) as float32 and its timestamps into the
+        current slab (or a new one)."""
         need = data.shape[0] * self._width
         slab = self._slab
         if slab is None or slab.used + need > len(slab.array):
@@ -208,13 +214,17 @@ class Recorder:
                     if not slab.pending:
                         self._release(slab)
                 slab = self._take_slab(need + skip)
-            slab.used = skip
+            slab.used, slab.rows = skip, 0
             self._slab = slab
-        view = slab.array[slab.used : slab.used + need].reshape(data.shape[0], self._width)
+        n = data.shape[0]
+        view = slab.array[slab.used : slab.used + need].reshape(n, self._width)
         np.copyto(view, data, casting="unsafe")
+        stamps = slab.stamps[slab.rows : slab.rows + n]
+        np.copyto(stamps, timestamps, casting="unsafe")
         slab.used += need
+        slab.rows += n
         self._floats += need
-        return view, slab
+        return view, stamps, slab
 
     def _take_slab(self, need: int) -> _Slab:
         """A spare slab that holds ``need`` floats, or a new one (lock held)."""
@@ -222,11 +232,11 @@ class Recorder:
             if len(slab.array) >= need:
                 self._spare_bytes -= slab.array.nbytes
                 return self._spare.pop(i)
-        return _Slab(max(need, SLAB_BYTES // 4))
+        return _Slab(max(need, SLAB_BYTES // 4), self._width)
 
     def _release(self, slab: _Slab) -> None:
         """Keep a written, retired slab for reuse (lock held)."""
-        slab.used = slab.pending = 0
+        slab.used = slab.rows = slab.pending = 0
         slab.retired = False
         if self._spare_bytes + slab.array.nbytes <= self.max_backlog_bytes:
             self._spare.append(slab)
@@ -344,21 +354,18 @@ class Recorder:
         self.writer.write_blocks([b.data for b in full], [b.timestamps for b in full], marks)
 
     def _remember(self, block: Block) -> None:
-        self._history.append((block.index, block.timestamps))
-        self._history_samples += len(block)
-        while len(self._history) > 1 and self._history_samples - len(
-            self._history[0][1]
-        ) >= self._keep:
-            self._history_samples -= len(self._history.popleft()[1])
+        if not self._history.total:
+            self._first_index = block.index
+        self._history.add(block.timestamps)
 
     def _sample_of(self, t: float, block: Block) -> int:
         """First sample at or after ``t`` (earlier blocks too, for late markers)."""
-        if len(block) and (t >= block.timestamps[0] or len(self._history) < 2):
+        if len(block) and t >= block.timestamps[0]:
             row = int(np.searchsorted(block.timestamps, t, side="left"))
             return block.index + min(row, len(block) - 1)
-        # A late marker (an empty block's are always late): search the blocks
-        # written before; after the newest sample it goes on the next one.
-        for index, stamps in reversed(self._history):
-            if t >= stamps[0]:
-                return index + int(np.searchsorted(stamps, t, side="left"))
-        return self._history[0][0] if self._history else block.index
+        if not self._history.total:
+            return block.index
+        # A late marker (an empty block's are always late): search the samples
+        # written before (as far back as they are kept; earlier ones go on the
+        # oldest kept); after the newest sample it goes on the next one.
+        return self._first_index + self._history.index_of(t)

@@ -174,6 +174,31 @@ def test_late_marker_lands_on_its_sample(tmp_path):
     assert ampkit.io.read(tmp_path / "late.xdf").markers[0][2] == "late"
 
 
+def test_late_marker_finds_its_sample_after_the_queue_memory_was_reused(tmp_path, monkeypatch):
+    """A late marker (an empty block's) for a sample 25 s back, whose queue
+    buffer has been written and reused twice since, still lands on it."""
+    from ampkit.decorator import Block
+    from ampkit.io import recorder
+
+    made, slab = [], recorder._Slab
+    monkeypatch.setattr(recorder, "_Slab", lambda *a: made.append(slab(*a)) or made[-1])
+    fs, width, n = 200.0, 1024, 200  # a buffer holds 10 s; blocks of 1 s
+    rec = Recorder(Header([f"c{i}" for i in range(width)], fs), tmp_path / "reuse.vhdr")
+    ts = 10.0 + np.arange(50 * n) / fs
+    data = np.zeros((n, width), np.float32)
+    for i in range(50):
+        rec.on_block(Block(data, ts[i * n:(i + 1) * n], [], i * n))
+        time.sleep(0.02)  # let the writer thread write and free buffers
+    late = len(ts) - int(25 * fs) + 7
+    rec.on_block(Block(np.zeros((0, width), np.float32), np.zeros(0), [(ts[late], "late")],
+                       len(ts)))
+    rec.close()
+    assert len(made) <= 3  # buffers were reused
+    raw = mne.io.read_raw_brainvision(tmp_path / "reuse.vhdr")
+    assert raw.annotations.description[-1].endswith("late")
+    assert round(raw.annotations.onset[-1] * fs) == late
+
+
 def test_start_options(tmp_path):
     amp = ampkit.get_amp("random", fs=100, channels=2)
     with pytest.raises(ampkit.errors.ConfigurationError, match="unknown"):
