@@ -137,6 +137,11 @@ class RecentStamps:
         Nominal sampling rate in Hz.
     seconds : float
         How far back samples are kept.
+
+    Attributes
+    ----------
+    total : int
+        Samples added so far (the numbering of :meth:`index_of`).
     """
 
     def __init__(self, fs: float, seconds: float = 10.0) -> None:

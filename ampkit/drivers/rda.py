@@ -819,11 +819,9 @@ class RDAAmp(Amplifier):
             row += len(data)
         if len(blocks) == 1:
             data = blocks[0][0]  # nobody else refers to it: no copy
-        else:
-            data = np.concatenate([b[0] for b in blocks])
-        if len(blocks) == 1:
             self._timestamps = blocks[0][1]
         else:
+            data = np.concatenate([b[0] for b in blocks])
             self._timestamps = np.concatenate([b[1] for b in blocks])
         return data, markers
 

@@ -174,6 +174,11 @@ class Recorder:
                 f"recording to {self.path}: a block of shape {block.data.shape} does not "
                 f"fit the recording's {self._width} channels"
             )
+        if len(block.timestamps) != len(block):
+            raise RecordingError(
+                f"recording to {self.path}: a block of {len(block)} samples with "
+                f"{len(block.timestamps)} timestamps"
+            )
         if len(block):
             data, stamps, slab = self._stage(block.data, block.timestamps)
         else:

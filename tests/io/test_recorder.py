@@ -215,6 +215,8 @@ def test_block_of_the_wrong_width_is_refused(tmp_path):
     rec.on_block(Block(np.zeros((3, 2), np.float32), np.arange(3.0), [], 0))
     with pytest.raises(RecordingError, match=r"shape \(3, 3\).*2 channels"):
         rec.on_block(Block(np.zeros((3, 3), np.float32), 3 + np.arange(3.0), [], 3))
+    with pytest.raises(RecordingError, match="3 samples with 2 timestamps"):
+        rec.on_block(Block(np.zeros((3, 2), np.float32), 3 + np.arange(2.0), [], 3))
     rec.close()
     assert ampkit.io.read(tmp_path / "w").n_samples == 3
 
