@@ -64,7 +64,7 @@ _LEASE = 0.01
 # Having waited for data, a get_data() call takes at most this much more of
 # what has arrived already.
 _DRAIN_BYTES = 4 * 2**20
-_LOWAT_MAX = 2**20
+_LOWAT_MAX = 4 * 2**20
 _RECONNECT_INTERVAL = 0.5
 _BLOCK_MASK = 0xFFFFFFFF
 # At most this many values (and at least one block) per get_data() call: a
