@@ -198,9 +198,16 @@ class RDAReceiver:
 
     def read(self, timeout: float) -> None:
         """Read the socket in the calling thread until one read delivers
-        messages (or the background thread delivered some meanwhile), at
-        most ``timeout`` seconds.
+        messages (or the background thread delivered some meanwhile), then
+        take what else has arrived already (at most about 4 MB).
 
+        Parameters
+        ----------
+        timeout : float
+            Seconds to wait at most, for the socket and for the read lock.
+
+        Notes
+        -----
         Errors are not raised here: they end the background thread, whose
         error :meth:`check` raises.
         """
