@@ -126,7 +126,9 @@ class RecentStamps:
     A driver gives its markers in milliseconds from a block's first sample;
     turned back into an absolute time, a marker meant "on sample k" of an
     earlier block may come out a rounding error after that sample's time and
-    would be placed on the next one. :meth:`snap` puts it back on the sample.
+    would be placed on the next one. :meth:`snap` puts it back on the sample;
+    :meth:`index_of` finds the sample of a marker that arrives late (the
+    recorder's use).
     Kept in a ring sized for ``seconds`` at the nominal rate (at most 2**20
     samples, 8 MB, but at least twice the largest block), so a marker that
     arrives seconds late still finds its sample.

@@ -364,13 +364,12 @@ class Recorder:
         self._history.add(block.timestamps)
 
     def _sample_of(self, t: float, block: Block) -> int:
-        """First sample at or after ``t`` (earlier blocks too, for late markers)."""
-        if len(block) and t >= block.timestamps[0]:
-            row = int(np.searchsorted(block.timestamps, t, side="left"))
-            return block.index + min(row, len(block) - 1)
+        """First sample at or after ``t``, among the samples written so far
+        (``block``, remembered already, and those before it as far back as
+        they are kept; earlier ones go on the oldest kept). A marker after
+        the newest sample goes on the block's last sample, or, with an
+        empty block (its markers are always late), on the next one."""
         if not self._history.total:
             return block.index
-        # A late marker (an empty block's are always late): search the samples
-        # written before (as far back as they are kept; earlier ones go on the
-        # oldest kept); after the newest sample it goes on the next one.
-        return self._first_index + self._history.index_of(t)
+        index = self._first_index + self._history.index_of(t)
+        return min(index, block.index + len(block) - 1) if len(block) else index
