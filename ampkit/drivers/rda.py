@@ -41,6 +41,7 @@ from ampkit.errors import (
     ProtocolError,
     StateError,
 )
+from ampkit.pool import BufferPool
 from ampkit.protocols.rda import (
     PORT_FLOAT32,
     PORT_INT16,
@@ -453,6 +454,7 @@ class RDAAmp(Amplifier):
         self._start: StartMessage | None = None
         self._failure: BaseException | None = None
         self._timestamps: np.ndarray | None = None
+        self._joined = BufferPool()  # for the arrays that join several blocks
         self._reset_stream()
 
     def _reset_stream(self) -> None:
@@ -828,7 +830,13 @@ class RDAAmp(Amplifier):
             data = blocks[0][0]  # nobody else refers to it: no copy
             self._timestamps = blocks[0][1]
         else:
-            data = np.concatenate([b[0] for b in blocks])
+            # Joined into a reused buffer: a fresh one of megabytes would be
+            # faulted in page by page, and a caller that fell behind would
+            # then fall further behind.
+            rows = sum(len(b[0]) for b in blocks)
+            data = np.concatenate(
+                [b[0] for b in blocks], out=self._joined.array((rows, n_channels), np.float32)
+            )
             self._timestamps = np.concatenate([b[1] for b in blocks])
         return data, markers
 

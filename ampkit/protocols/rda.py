@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import math
 import struct
-import sys
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -42,6 +41,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ampkit.errors import ConfigurationError, ProtocolError
+from ampkit.pool import BufferPool
 
 __all__ = [
     "GUID",
@@ -220,49 +220,6 @@ class UnknownMessage:
 Message = StartMessage | DataMessage | StopMessage | UnknownMessage
 
 
-class _BufferPool:
-    """Message buffers, reused once nothing refers to them any more.
-
-    Data messages hand out views of their buffer, so a buffer is free again
-    only when every view is gone; CPython's reference count tells. Reusing
-    buffers keeps a long stream from faulting fresh pages in for every
-    message (which halves throughput); elsewhere every buffer is new.
-    """
-
-    def __init__(self, keep_bytes: int = 64 * 2**20) -> None:
-        self._room = keep_bytes
-        self._buffers: list[np.ndarray] = []
-        self._next = 0  # where the next look starts
-        self._refcount = getattr(sys, "getrefcount", None)
-
-    def get(self, n: int) -> np.ndarray:
-        """A writable uint8 array of ``n`` bytes."""
-        refcount = self._refcount
-        buffers = self._buffers
-        if refcount is not None and buffers:
-            # Buffers are handed out round the list and mostly come back in
-            # that order (blocks are read oldest first): the oldest one, where
-            # the look starts, is usually free. A few looks, not all: a
-            # reader that fell behind holds hundreds of them.
-            count = len(buffers)
-            i = self._next % count
-            for _ in range(min(count, 8)):
-                buf = buffers[i]
-                i = i + 1 if i + 1 < count else 0
-                # Free when only the list, this name and the call refer to it.
-                if len(buf) >= n and refcount(buf) <= 3:
-                    self._next = i
-                    return buf[:n]
-        buf = np.empty(n + n // 8 + 4096, np.uint8)
-        if refcount is not None and len(buf) <= self._room:
-            self._room -= len(buf)
-            # The newest in the round: just before the oldest, where looks start.
-            i = self._next % len(buffers) if buffers else 0
-            buffers.insert(i, buf)
-            self._next = i + 1
-        return buf[:n]
-
-
 class RDAParser:
     """Incremental parser of an RDA byte stream.
 
@@ -312,7 +269,7 @@ class RDAParser:
         self._room = self._body  # the body's buffer, HEADER_SIZE bytes longer
         self._body_fill = 0
         self._type = 0
-        self._pool = _BufferPool()
+        self._pool = BufferPool()
         self._error: ProtocolError | None = None
 
     @property

@@ -332,6 +332,29 @@ def test_late_reader_gets_its_backlog_in_parts(monkeypatch):
     assert amp.gap_count == 0
 
 
+def test_joined_blocks_are_exact_when_the_caller_keeps_nothing(monkeypatch):
+    # The joining buffer is then reused call after call (the late-reader
+    # test above keeps every array: there none may be reused).
+    import ampkit.drivers.rda as rda_driver
+
+    monkeypatch.setattr(rda_driver, "_READ_FLOATS", 3 * BLOCK * len(RES))
+    with make_sim() as sim, RDAAmp() as amp:
+        amp.configure(port=sim.port)
+        amp.start()
+        time.sleep(0.6)  # a backlog: every call joins 3 blocks
+        copies, markers, sizes, rows = [], [], [], 0
+        while rows < 500:
+            data, block_markers = amp.get_data()
+            sizes.append(len(data))
+            markers += [(rows + round(ms * FS / 1000.0), text) for ms, text in block_markers]
+            copies.append(data.copy())
+            rows += len(data)
+            del data  # the caller keeps nothing of what it got
+        amp.stop()
+    assert sizes.count(3 * BLOCK) > 10
+    check_run(sim, np.concatenate(copies), markers)
+
+
 def test_buffer_overflow_is_counted_logged_and_marked(caplog):
     with make_sim() as sim, RDAAmp() as amp:
         amp.configure(port=sim.port, buffer_seconds=0.1)
