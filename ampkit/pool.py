@@ -31,6 +31,10 @@ class BufferPool:
     keep_bytes : int
         Bytes of buffers kept for reuse; buffers allocated beyond this are
         not pooled (they are freed with their last view).
+    min_bytes : int
+        Smallest buffer allocated. Requests of varying sizes up to this share
+        every free buffer; with small buffers, a request bigger than any free
+        one allocates anew.
 
     Examples
     --------
@@ -43,8 +47,9 @@ class BufferPool:
     True
     """
 
-    def __init__(self, keep_bytes: int = 64 * 2**20) -> None:
+    def __init__(self, keep_bytes: int = 64 * 2**20, min_bytes: int = 0) -> None:
         self._room = int(keep_bytes)
+        self._min = int(min_bytes)
         self._buffers: list[np.ndarray] = []
         self._next = 0  # where the next look starts
         self._refcount = getattr(sys, "getrefcount", None)
@@ -67,7 +72,7 @@ class BufferPool:
                 if len(buf) >= n and refcount(buf) <= 3:
                     self._next = i
                     return buf[:n]
-        buf = np.empty(n + n // 8 + 4096, np.uint8)
+        buf = np.empty(max(n + n // 8 + 4096, self._min), np.uint8)
         if refcount is not None and len(buf) <= self._room:
             self._room -= len(buf)
             # The newest in the round: just before the oldest, where looks start.

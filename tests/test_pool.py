@@ -69,3 +69,15 @@ def test_no_memory_is_handed_out_twice_while_in_use(steps):
             live.pop(drop)
         for value, kept in live:
             assert (kept == value).all()
+
+
+def test_min_bytes_lets_any_request_up_to_it_reuse_a_free_buffer():
+    pool = BufferPool(min_bytes=100_000)
+    a = pool.get(1_000)
+    first = address(a)
+    del a
+    assert address(pool.get(90_000)) == first  # bigger than the first request
+    plain = BufferPool()
+    b = plain.get(1_000)
+    del b
+    assert len(plain.get(90_000)) == 90_000 and len(plain._buffers) == 2

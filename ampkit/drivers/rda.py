@@ -454,7 +454,9 @@ class RDAAmp(Amplifier):
         self._start: StartMessage | None = None
         self._failure: BaseException | None = None
         self._timestamps: np.ndarray | None = None
-        self._joined = BufferPool()  # for the arrays that join several blocks
+        # For the arrays that join several blocks (at most _READ_FLOATS values):
+        # all of one size, so that any free one fits.
+        self._joined = BufferPool(min_bytes=4 * _READ_FLOATS)
         self._reset_stream()
 
     def _reset_stream(self) -> None:
