@@ -7,22 +7,24 @@ channels, in the same run:
 (a) the raw limit: the simulator in burst mode (blocks as fast as the client
     takes them) read by a bare socket loop -- ``recv_into`` a preallocated
     buffer, framing by hand, ``numpy.frombuffer`` on the samples (no scaling,
-    no timestamps, nothing kept). Channel-samples per second: ``--repeats``
-    runs before the ladder of (b) and as many after it (the machine's speed
-    drifts over a run), the median of them all; blocks lost are counted
-    from nBlock.
+    no timestamps, nothing kept). Channel-samples per second over
+    ``--seconds``; blocks lost are counted from nBlock.
 (b) ampkit: ``ampkit.get_amp('rda')`` (decorated) started with the default
     recording on (``start(filename=...)``; ``--no-record`` leaves it off),
     read with ``get_block()`` in a loop, while the simulator is *paced* at a
-    ladder of rates (10 %, 20 % ... 100 % of (a) measured before the ladder;
-    after the first step that fails, one more halfway back, 5 % lower).
-    A rate is sustained when, over
-    ``--seconds``, no sample is lost (channel 0 of the simulator counts
-    samples: every read must continue it; the driver reports no gap) and the
-    reader is not falling behind (the newest sample read is less than 0.25 s
-    old at the end). The figure is the highest sustained rate actually
-    delivered (the simulator itself may fall short of the rate asked), but
-    never more than the rate asked.
+    ladder of rates: 50 %, 60 % ... 100 % of (a), up to the first step that
+    fails, then one more halfway back (5 % lower); if 50 % fails, 40 %,
+    30 % ... down to the first that holds. **(a) is measured again just
+    before every step**, and the step's rate is that fraction of it: the
+    speed of these shared machines drifts by a factor of two within a minute
+    (seen in runs that measured (a) once before the ladder and once after),
+    so (b) is compared with the raw limit of the same moment. A rate is
+    sustained when, over ``--seconds``, no sample is lost (channel 0 of the
+    simulator counts samples: every read must continue it; the driver
+    reports no gap) and the reader is not falling behind (the newest sample
+    read is less than 0.25 s old at the end). The figure (b)/(a) is the best
+    sustained step's delivered rate (never more than the rate asked; the
+    simulator itself may fall short of it) over that step's (a).
 
 Goal: (b) >= 0.8 (a).
 
@@ -38,7 +40,7 @@ recording on; the CPU time of this whole process (reader thread, decorator,
 recorder thread, main loop) over the wall time, in % of one core.
 Goal: < 10 %.
 
-Run: ``python benchmarks/bench_rda.py [--seconds 3] [--repeats 2] [--no-record]``.
+Run: ``python benchmarks/bench_rda.py [--seconds 3] [--no-record] [--channels 64 256 1024]``.
 """
 
 from __future__ import annotations
@@ -76,7 +78,8 @@ sim.stop()
 """
 BLOCK = 500
 FS = 25000.0
-LADDER = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+UP = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0)  # fractions of (a) tried, in order
+DOWN = (0.4, 0.3, 0.2, 0.1)  # if 50 % fails
 
 
 class Server:
@@ -214,16 +217,24 @@ def driver_client(
     return samples * n_channels / elapsed, losses, lag, recorded
 
 
-def ladder(channels: int, limit: float, seconds: float, target) -> tuple[float, str]:
-    """(b): the highest paced rate the decorated driver sustains, and a note.
+def ladder(channels: int, seconds: float, target) -> dict:
+    """(b): paced steps, each a fraction of (a) measured just before it.
 
-    Steps of 10 % of (a) up to the first that fails, then the step halfway
-    back (5 % lower)."""
-    best, note = 0.0, ""
-    steps = list(LADDER)
-    while steps:
-        fraction = steps.pop(0)
-        fs = fraction * limit / channels
+    Steps of 50 %, 60 % ... 100 % up to the first that fails, then one
+    halfway back (5 % lower); if 50 % fails, 40 %, 30 % ... down to the first
+    that holds. Returns the best step's ratio ``(b)/(a)``, its rates, every
+    (a) measured, blocks lost by (a), and a note."""
+    steps: list[tuple[float, float, float]] = []  # (ratio, credited, a) of the ok steps
+    raws: list[float] = []
+    lost_a = 0
+    note = ""
+
+    def step(fraction: float) -> bool:
+        nonlocal lost_a, note
+        (a,), lost = raw_runs(channels, 1, seconds)
+        raws.append(a)
+        lost_a += lost
+        fs = fraction * a / channels
         server = Server(channels, fs, realtime=True, marker_rate=10.0)
         try:
             name = target(f"b{channels}_{fraction}")
@@ -233,18 +244,24 @@ def ladder(channels: int, limit: float, seconds: float, target) -> tuple[float, 
             if name:  # recordings at these rates are big: keep the disk free
                 shutil.rmtree(Path(name).parent, ignore_errors=True)
         ok = losses == 0 and lag < 0.25
-        print(f"         {fraction:>4.0%} of (a): asked {fs * channels:.3e}, delivered "
-              f"{rate:.3e}, losses {losses}, lag {lag:.3f} s -> {'ok' if ok else 'NOT sustained'}")
+        # Over a few seconds, a backlog from before the window counts as
+        # delivered too: never credit more than was asked.
+        credited = min(rate, fs * channels)
+        print(f"         {fraction:>4.0%} of (a) = {a:.3e} just measured: asked "
+              f"{fs * channels:.3e}, delivered {rate:.3e}, losses {losses}, lag {lag:.3f} s "
+              f"-> {'ok' if ok else 'NOT sustained'}")
         if ok:
-            # Over a few seconds, a backlog from before the window counts as
-            # delivered too: never credit more than was asked.
-            best = max(best, min(rate, fs * channels))
+            steps.append((credited / a, credited, a))
             note = "recording on" if recorded else "recording off"
-        elif fraction in LADDER and fraction > LADDER[0]:
-            steps = [round(fraction - 0.05, 2)]  # halfway back, then stop
-        else:
-            break
-    return best, note
+        return ok
+
+    failed = next((f for f in UP if not step(f)), None)
+    if failed is not None and failed > UP[0]:
+        step(round(failed - 0.05, 2))
+    elif failed is not None:
+        next((f for f in DOWN if step(f)), None)
+    ratio, b, a = max(steps, default=(0.0, 0.0, statistics.median(raws)))
+    return {"ratio": ratio, "b": b, "a": a, "raws": raws, "lost_a": lost_a, "note": note}
 
 
 def realistic_cpu(seconds: float, filename: str | None) -> tuple[float, int, int, bool]:
@@ -295,8 +312,6 @@ def disk_limit(folder: str, seconds: float) -> tuple[float, bool]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=3.0, help="per measurement")
-    parser.add_argument("--repeats", type=int, default=2,
-                        help="runs of (a) before and again after each ladder; the median is used")
     parser.add_argument("--no-record", action="store_true", help="(b), (c) without recording")
     parser.add_argument("--channels", type=int, nargs="+", default=[64, 256, 1024])
     args = parser.parse_args()
@@ -317,29 +332,19 @@ def main() -> None:
               ": with recording on, (b) cannot pass this")
         results = []
         for channels in args.channels:
-            raws, lost_a = raw_runs(channels, args.repeats, args.seconds)
-            a = statistics.median(raws)
-            print(f"{channels:>5} ch: (a) raw limit {a:.3e} ch-samples/s "
-                  f"(runs: {', '.join(f'{r:.2e}' for r in raws)}; {lost_a} blocks lost)")
-            b, note = ladder(channels, a, args.seconds, target)
-            # (a) again after the ladder: the machine's speed drifts over a
-            # run; the figure is the median of the runs before and after.
-            after, lost = raw_runs(channels, args.repeats, args.seconds)
-            raws += after
-            lost_a += lost
-            a = statistics.median(raws)
-            print(f"         (a) after the ladder: runs {', '.join(f'{r:.2e}' for r in after)}; "
-                  f"median of all {len(raws)} runs {a:.3e} ({lost_a} blocks lost)")
-            results.append((channels, a, b, note))
+            print(f"{channels:>5} ch:")
+            results.append((channels, ladder(channels, args.seconds, target)))
         disk_after, _ = disk_limit(tmp, args.seconds)
         print(f"Disk again: {disk_after / 1e9:.2f} GB/s")
         disk = max(disk, disk_after)
-        print(f"{'channels':>8} {'(a) raw ch-samples/s':>21} {'(b) ampkit sustained':>21} "
-              f"{'(b)/(a)':>8} {'0.8 (a) GB/s':>13}")
-        for channels, a, b, note in results:
+        print(f"{'channels':>8} {'(a) at best step':>17} {'(b) sustained':>14} {'(b)/(a)':>8} "
+              f"{'0.8 (a) GB/s':>13}  (a) over the run")
+        for channels, r in results:
+            a = r["a"]
             reach = "" if args.no_record or 0.8 * a * 4 <= disk else "  (more than the disk takes)"
-            print(f"{channels:>8} {a:>21.3e} {b:>21.3e} {b / a:>8.2f} {0.8 * a * 4 / 1e9:>13.2f}"
-                  f"  {note}{reach}")
+            print(f"{channels:>8} {a:>17.3e} {r['b']:>14.3e} {r['ratio']:>8.2f} "
+                  f"{0.8 * a * 4 / 1e9:>13.2f}  {min(r['raws']):.2e}-{max(r['raws']):.2e} "
+                  f"({r['lost_a']} blocks lost)  {r['note']}{reach}")
 
         name = target("c")
         cpu, losses, markers, recorded = realistic_cpu(max(args.seconds, 5.0), name)
