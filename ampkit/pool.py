@@ -11,6 +11,7 @@ allocates another one).
 
 from __future__ import annotations
 
+import math
 import sys
 
 import numpy as np
@@ -85,7 +86,4 @@ class BufferPool:
         """A writable C-contiguous array of ``shape`` and ``dtype`` from the pool
         (contents undefined)."""
         dtype = np.dtype(dtype)
-        count = 1
-        for n in shape:
-            count *= int(n)
-        return self.get(count * dtype.itemsize).view(dtype).reshape(shape)
+        return self.get(math.prod(shape) * dtype.itemsize).view(dtype).reshape(shape)
