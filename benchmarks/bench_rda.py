@@ -40,7 +40,9 @@ recording on; the CPU time of this whole process (reader thread, decorator,
 recorder thread, main loop) over the wall time, in % of one core.
 Goal: < 10 %.
 
-Run: ``python benchmarks/bench_rda.py [--seconds 3] [--no-record] [--channels 64 256 1024]``.
+Run: ``python benchmarks/bench_rda.py [--seconds 3] [--no-record] [--channels 64 256 1024]
+[--folder DIR]``; ``--folder`` puts the recordings, and the disk measurement,
+on another file system (the default is the system's temporary folder).
 """
 
 from __future__ import annotations
@@ -314,9 +316,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=3.0, help="per measurement")
     parser.add_argument("--no-record", action="store_true", help="(b), (c) without recording")
     parser.add_argument("--channels", type=int, nargs="+", default=[64, 256, 1024])
+    parser.add_argument("--folder", default=None,
+                        help="where the recordings go (default: the system's temporary folder)")
     args = parser.parse_args()
 
-    with tempfile.TemporaryDirectory(prefix="bench_rda_") as tmp:
+    with tempfile.TemporaryDirectory(prefix="bench_rda_", dir=args.folder) as tmp:
         def target(tag: str) -> str | None:
             if args.no_record:
                 return None
