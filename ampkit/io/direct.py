@@ -15,8 +15,9 @@ offset from a page boundary, as :class:`ampkit.io.recorder.Recorder` places
 the blocks it queues -- is written from where it is, without the copy into
 the staging buffer.
 
-Where ``O_DIRECT`` is missing (Windows, macOS) or refused (tmpfs, some
-network file systems), the same class writes through the page cache.
+Where ``O_DIRECT`` is missing (Windows, macOS) or refused (ramfs, tmpfs before
+Linux 6.6, some network file systems), the same class writes through the page
+cache.
 """
 
 from __future__ import annotations

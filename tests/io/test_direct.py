@@ -78,24 +78,30 @@ def test_large_writes_go_past_the_page_cache(tmp_path):
     np.testing.assert_array_equal(got, np.concatenate([data, data[:3]]))
 
 
-def test_tmpfs_holds_what_was_appended(tmp_path):
-    # Kernels before 6.6 refuse O_DIRECT on tmpfs (the page-cache way is
-    # taken), later ones accept it.
+@pytest.mark.parametrize("fstype", ["tmpfs", "ramfs"])
+def test_memory_file_systems_hold_what_was_appended(tmp_path, fstype):
+    # ramfs refuses O_DIRECT (the page-cache way is taken). Kernels before
+    # 6.6 refuse it on tmpfs too; later ones accept it.
     if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
+        pytest.skip(f"mounting a {fstype} needs root")
     mnt = tmp_path / "mnt"
     mnt.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)],
+    done = subprocess.run(["mount", "-t", fstype, "-o", "size=1m", fstype, str(mnt)],
                           capture_output=True)
     if done.returncode:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+        pytest.skip(f"cannot mount a {fstype} here: {done.stderr.decode().strip()}")
     try:
         out = open_append(mnt / "x.bin", stage_bytes=ALIGN)
         assert out.direct == direct_possible(mnt)
+        if fstype == "ramfs":
+            assert not out.direct
         data = os.urandom(3 * ALIGN + 5)
         out.write([b"abc", data])
-        out.close()
+        out.flush()
         assert (mnt / "x.bin").read_bytes() == b"abc" + data
+        out.write([data])
+        out.close()
+        assert (mnt / "x.bin").read_bytes() == b"abc" + data + data
     finally:
         subprocess.run(["umount", "-l", str(mnt)], check=False)
 
