@@ -32,10 +32,13 @@ class BufferPool:
     keep_bytes : int
         Bytes of buffers kept for reuse; buffers allocated beyond this are
         not pooled (they are freed with their last view).
-    min_bytes : int
-        Smallest buffer allocated. Requests of varying sizes up to this share
-        every free buffer; with small buffers, a request bigger than any free
-        one allocates anew.
+    size_classes : bool
+        For requests of varying sizes: allocate powers of two, and hand a
+        buffer out only for a request of at least half its size, so that
+        requests of a class share buffers while an array its caller keeps
+        holds at most twice its own size. Otherwise (for streams of equal
+        sizes) a buffer is the first request plus an eighth and 4 KiB (room
+        to read ahead into), and any free buffer at least as big fits.
 
     Examples
     --------
@@ -48,9 +51,9 @@ class BufferPool:
     True
     """
 
-    def __init__(self, keep_bytes: int = 64 * 2**20, min_bytes: int = 0) -> None:
+    def __init__(self, keep_bytes: int = 64 * 2**20, size_classes: bool = False) -> None:
         self._room = int(keep_bytes)
-        self._min = int(min_bytes)
+        self._classes = bool(size_classes)
         self._buffers: list[np.ndarray] = []
         self._next = 0  # where the next look starts
         self._refcount = getattr(sys, "getrefcount", None)
@@ -59,6 +62,7 @@ class BufferPool:
         """A writable uint8 array of ``n`` bytes (contents undefined)."""
         refcount = self._refcount
         buffers = self._buffers
+        most = 2 * n if self._classes else math.inf  # largest buffer handed out for n
         if refcount is not None and buffers:
             # Buffers are handed out round the list and mostly come back in
             # that order (consumers read oldest first): the oldest one, where
@@ -70,10 +74,13 @@ class BufferPool:
                 buf = buffers[i]
                 i = i + 1 if i + 1 < count else 0
                 # Free when only the list, this name and the call refer to it.
-                if len(buf) >= n and refcount(buf) <= 3:
+                if n <= len(buf) <= most and refcount(buf) <= 3:
                     self._next = i
                     return buf[:n]
-        buf = np.empty(max(n + n // 8 + 4096, self._min), np.uint8)
+        if self._classes:
+            buf = np.empty(1 << max(n - 1, 0).bit_length(), np.uint8)
+        else:
+            buf = np.empty(n + n // 8 + 4096, np.uint8)
         if refcount is not None and len(buf) <= self._room:
             self._room -= len(buf)
             # The newest in the round: just before the oldest, where looks start.

@@ -53,12 +53,13 @@ def test_buffers_beyond_keep_bytes_are_not_pooled():
     st.lists(
         st.tuples(st.booleans(), st.integers(1, 5000), st.integers(0, 7)),
         min_size=1, max_size=60,
-    )
+    ),
+    st.booleans(),
 )
-def test_no_memory_is_handed_out_twice_while_in_use(steps):
+def test_no_memory_is_handed_out_twice_while_in_use(steps, classes):
     """Take arrays, fill each with its own value, drop some at random: every
     array kept still holds its value, so no live memory was handed out again."""
-    pool = BufferPool(keep_bytes=64_000)
+    pool = BufferPool(keep_bytes=64_000, size_classes=classes)
     live = []
     for i, (keep, size, drop) in enumerate(steps):
         a = pool.get(size)
@@ -71,13 +72,26 @@ def test_no_memory_is_handed_out_twice_while_in_use(steps):
             assert (kept == value).all()
 
 
-def test_min_bytes_lets_any_request_up_to_it_reuse_a_free_buffer():
-    pool = BufferPool(min_bytes=100_000)
-    a = pool.get(1_000)
+def test_size_classes_share_buffers_within_twice_the_request():
+    pool = BufferPool(size_classes=True)
+    a = pool.get(1000)
     first = address(a)
+    assert len(a.base) == 1024
     del a
-    assert address(pool.get(90_000)) == first  # bigger than the first request
-    plain = BufferPool()
-    b = plain.get(1_000)
+    b = pool.get(600)  # the same class: the same buffer
+    assert address(b) == first
     del b
-    assert len(plain.get(90_000)) == 90_000 and len(plain._buffers) == 2
+    c = pool.get(400)  # a 1024-byte buffer would be more than twice 400
+    assert address(c) != first and len(c.base) == 512
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 100_000), st.booleans()), min_size=1, max_size=40))
+def test_a_kept_array_holds_at_most_twice_its_size_with_size_classes(steps):
+    pool = BufferPool(size_classes=True)
+    kept = []
+    for n, keep in steps:
+        a = pool.get(n)
+        assert n <= len(a.base) <= 2 * n
+        if keep:
+            kept.append(a)

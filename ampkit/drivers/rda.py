@@ -73,6 +73,9 @@ _BLOCK_MASK = 0xFFFFFFFF
 # size reuse freed memory; bigger ones are fresh pages each time (a page fault
 # and a zeroed page per 4 KiB), which would slow a late caller down further.
 _READ_FLOATS = 2**20
+# Joins of at least this many bytes go into reused buffers (within twice
+# their size); smaller ones into memory of their own size.
+_JOIN_POOLED = 256 * 2**10
 
 
 def _connect(host: str, port: int, timeout: float) -> socket.socket:
@@ -454,9 +457,7 @@ class RDAAmp(Amplifier):
         self._start: StartMessage | None = None
         self._failure: BaseException | None = None
         self._timestamps: np.ndarray | None = None
-        # For the arrays that join several blocks (at most _READ_FLOATS values):
-        # all of one size, so that any free one fits.
-        self._joined = BufferPool(min_bytes=4 * _READ_FLOATS)
+        self._joined = BufferPool(size_classes=True)  # big joins of several blocks
         self._reset_stream()
 
     def _reset_stream(self) -> None:
@@ -832,13 +833,14 @@ class RDAAmp(Amplifier):
             data = blocks[0][0]  # nobody else refers to it: no copy
             self._timestamps = blocks[0][1]
         else:
-            # Joined into a reused buffer: a fresh one of megabytes would be
-            # faulted in page by page, and a caller that fell behind would
-            # then fall further behind.
             rows = sum(len(b[0]) for b in blocks)
-            data = np.concatenate(
-                [b[0] for b in blocks], out=self._joined.array((rows, n_channels), np.float32)
-            )
+            out = None
+            if rows * n_channels * 4 >= _JOIN_POOLED:
+                # A reused buffer: a fresh one of megabytes would be faulted
+                # in page by page, and a caller that fell behind would then
+                # fall further behind.
+                out = self._joined.array((rows, n_channels), np.float32)
+            data = np.concatenate([b[0] for b in blocks], out=out)
             self._timestamps = np.concatenate([b[1] for b in blocks])
         return data, markers
 

@@ -311,10 +311,13 @@ def test_slow_reader_loses_nothing_within_the_buffer():
     assert amp.gap_count == 0
 
 
-def test_late_reader_gets_its_backlog_in_parts(monkeypatch):
+@pytest.mark.parametrize("pooled", [False, True])
+def test_late_reader_gets_its_backlog_in_parts(monkeypatch, pooled):
     import ampkit.drivers.rda as rda_driver
 
     monkeypatch.setattr(rda_driver, "_READ_FLOATS", 3 * BLOCK * len(RES))  # 3 blocks a read
+    if pooled:  # joins into reused buffers, though small; none may be reused here
+        monkeypatch.setattr(rda_driver, "_JOIN_POOLED", 0)
     with make_sim() as sim, RDAAmp() as amp:
         amp.configure(port=sim.port)
         amp.start()
@@ -338,6 +341,7 @@ def test_joined_blocks_are_exact_when_the_caller_keeps_nothing(monkeypatch):
     import ampkit.drivers.rda as rda_driver
 
     monkeypatch.setattr(rda_driver, "_READ_FLOATS", 3 * BLOCK * len(RES))
+    monkeypatch.setattr(rda_driver, "_JOIN_POOLED", 0)
     with make_sim() as sim, RDAAmp() as amp:
         amp.configure(port=sim.port)
         amp.start()
