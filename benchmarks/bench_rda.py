@@ -178,18 +178,13 @@ class LossCheck:
         self.next = (last + 1) % COUNTER_MODULUS
 
 
-def raw_runs(channels: int, repeats: int, seconds: float) -> tuple[list[float], int]:
-    """(a) ``repeats`` times against one burst-mode simulator: (rates, blocks lost)."""
+def raw_limit(channels: int, seconds: float) -> tuple[float, int]:
+    """(a) once, against a burst-mode simulator of its own: (rate, blocks lost)."""
     server = Server(channels, FS, realtime=False, marker_rate=10.0)
-    rates, lost_total = [], 0
     try:
-        for _ in range(repeats):
-            rate, lost = raw_client(server.port, seconds)
-            rates.append(rate)
-            lost_total += lost
+        return raw_client(server.port, seconds)
     finally:
         server.close()
-    return rates, lost_total
 
 
 def driver_client(
@@ -233,7 +228,7 @@ def ladder(channels: int, seconds: float, target) -> dict:
 
     def step(fraction: float) -> bool:
         nonlocal lost_a, note
-        (a,), lost = raw_runs(channels, 1, seconds)
+        a, lost = raw_limit(channels, seconds)
         raws.append(a)
         lost_a += lost
         fs = fraction * a / channels
@@ -261,7 +256,9 @@ def ladder(channels: int, seconds: float, target) -> dict:
     if failed is not None and failed > UP[0]:
         step(round(failed - 0.05, 2))
     elif failed is not None:
-        next((f for f in DOWN if step(f)), None)
+        for fraction in DOWN:
+            if step(fraction):
+                break
     ratio, b, a = max(steps, default=(0.0, 0.0, statistics.median(raws)))
     return {"ratio": ratio, "b": b, "a": a, "raws": raws, "lost_a": lost_a, "note": note}
 
