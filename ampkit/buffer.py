@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import ctypes
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -618,6 +618,7 @@ class StreamWatcher(_Watcher):
         self.streams: list[Any] = []
         self.inlet: Any = None
         self.chunk_buffer: np.ndarray | None = None
+        self._strings = False  # a string stream: update is update_char_p
         self._pylsl: Any = None
 
     def connect_to_stream(
@@ -704,7 +705,8 @@ class StreamWatcher(_Watcher):
         self.ring_buffer = self._new_ring(srate, n_ch, dtype)
         self.samples = np.empty((0, n_ch), dtype=dtype)
         self.times = np.empty(0, dtype=np.float64)
-        if dtype is object:
+        self._strings = dtype is object
+        if self._strings:
             self.chunk_buffer = None
         else:
             rows = check_positive_int("chunk_buffer_size", self.chunk_buffer_size)
@@ -735,42 +737,76 @@ class StreamWatcher(_Watcher):
             raise ConnectionLostError(f"LSL stream {self.name!r} {what}")
         return values // self.chunk_buffer.shape[1]  # type: ignore[union-attr]
 
-    def update(self) -> None:
-        """Move every sample waiting on the inlet into the buffer.
+    @property
+    def update(self) -> Callable[[], None]:
+        """Move every sample waiting on the inlet into the buffer: call ``update()``.
+
+        As in dareplane-utils, ``update`` is the method for the stream's
+        channel format once connected: :meth:`update_char_p` for a string
+        stream, :meth:`update_numeric` for any other (and before connecting,
+        when it raises :class:`ampkit.errors.StateError`). Code that checks
+        ``sw.update == sw.update_char_p`` works unchanged.
+        """
+        return self.update_char_p if self._strings else self.update_numeric
+
+    def update_numeric(self) -> None:
+        """Move every sample waiting on a numeric inlet into the buffer.
 
         Does not wait: returns at once when nothing is waiting.
 
         Raises
         ------
         ampkit.errors.StateError
-            Not connected.
+            Not connected, or connected to a string stream (use
+            :meth:`update_char_p`, or ``update()``).
         ampkit.errors.ConnectionLostError
             liblsl reports the stream lost (its outlet went away and cannot
             be recovered).
         """
+        self._drain(self._take_numeric, strings=False)
+
+    def update_char_p(self) -> None:
+        """Move every string sample waiting on the inlet into the buffer.
+
+        The string-stream counterpart of :meth:`update_numeric` (the name is
+        dareplane-utils', after pylsl's ``c_char_p`` value type); same
+        behaviour and errors.
+        """
+        self._drain(self._take_strings, strings=True)
+
+    def _take_numeric(self, inlet: Any) -> tuple[np.ndarray, np.ndarray, bool]:
+        chunk = self.chunk_buffer
+        n = self._pull_numeric(inlet)
+        return chunk[:n].copy(), self._chunk_t[:n], n == len(chunk)  # type: ignore[index,arg-type]
+
+    def _take_strings(self, inlet: Any) -> tuple[np.ndarray, np.ndarray, bool]:
+        values, ts = inlet.pull_chunk(0.0, _STRING_CHUNK)
+        data = np.empty((len(ts), len(self.channel_names)), dtype=object)
+        if len(ts):
+            data[:] = values
+        return data, ts, len(ts) == _STRING_CHUNK
+
+    def _drain(
+        self, take: Callable[[Any], tuple[np.ndarray, Any, bool]], strings: bool
+    ) -> None:
+        """Pull with ``take`` until the inlet is empty (or the pull limit)."""
         inlet = self.inlet
         if inlet is None:
             raise StateError(f"StreamWatcher {self.name!r}: update() before connect_to_stream()")
+        if strings != self._strings:
+            right = "update_char_p" if self._strings else "update_numeric"
+            raise StateError(
+                f"StreamWatcher {self.name!r}: the stream is "
+                f"{'a string' if self._strings else 'a numeric'} stream; call {right}() "
+                f"or update()"
+            )
         rb = self.ring_buffer
         pulled: list[tuple[np.ndarray, np.ndarray]] = []
-        chunk = self.chunk_buffer
         try:
             for _ in range(_MAX_PULLS_PER_UPDATE):
-                if chunk is not None:
-                    n = self._pull_numeric(inlet)
-                    if not n:
-                        break
-                    data = chunk[:n].copy()
-                    ts = self._chunk_t[:n]
-                    more = n == len(chunk)
-                else:
-                    values, ts = inlet.pull_chunk(0.0, _STRING_CHUNK)
-                    n = len(ts)
-                    if not n:
-                        break
-                    data = np.empty((n, len(self.channel_names)), dtype=object)
-                    data[:] = values
-                    more = n == _STRING_CHUNK
+                data, ts, more = take(inlet)
+                if not len(data):
+                    break
                 times = np.array(ts, dtype=np.float64)
                 rb.add_samples(data, times)  # type: ignore[union-attr]
                 pulled.append((data, times))

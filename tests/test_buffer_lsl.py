@@ -107,6 +107,37 @@ def test_every_channel_format(fmt):
         assert sw.unfold_buffer()[-2:].tolist() == rows
 
 
+@pytest.mark.parametrize("fmt", ["string", "float32", "int16"])
+def test_update_is_the_format_s_method_as_in_dareplane(fmt):
+    """dareplane-utils' own tests check ``sw.update == sw.update_char_p`` (string
+    streams) or ``== sw.update_numeric``; ampkit's watcher answers the same."""
+    name = unique()
+    outlet = make_outlet(name, n_ch=2, fmt=fmt, srate=0.0 if fmt == "string" else 100.0)
+    ours = StreamWatcher(name)
+    with pytest.raises(StateError, match="before connect"):
+        ours.update()
+    ours.connect_to_stream(timeout=TIMEOUT)
+    theirs = DareplaneStreamWatcher(name)
+    theirs.connect_to_stream()
+    right, wrong = ("update_char_p", "update_numeric")[:: 1 if fmt == "string" else -1]
+    assert theirs.update == getattr(theirs, right)
+    assert ours.update == getattr(ours, right) and ours.update != getattr(ours, wrong)
+    with pytest.raises(StateError, match=right):
+        getattr(ours, wrong)()
+    row = ["a", "b"] if fmt == "string" else [3, 4]
+    outlet.push_sample(row, 5.0)
+    deadline = time.monotonic() + TIMEOUT
+    while ours.n_new < 1:
+        assert time.monotonic() < deadline
+        getattr(ours, right)()
+        time.sleep(0.002)
+    assert ours.get_last(1).tolist() == [row] and ours.get_last_t(1).tolist() == [5.0]
+    theirs.disconnect()
+    ours.disconnect()
+    with pytest.raises(StateError):
+        ours.update()
+
+
 def test_channel_names_from_labels_with_fallbacks():
     name = unique()
     _outlet = make_outlet(name, n_ch=4, labels=["Fz", None, "Cz", ""])
