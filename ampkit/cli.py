@@ -6,13 +6,19 @@
     ampkit info DRIVER [-c key=value ...]         channels, rate, presets
     ampkit info FILE                              summary of a recording
     ampkit plot FILE [-o out.png]                 draw a recording
-    ampkit record DRIVER [-c key=value ...] [-d SECONDS] [-o BASE]
-    ampkit stream DRIVER [-c key=value ...] [--name NAME] [-d SECONDS]   publish to LSL
+    ampkit record DRIVER [-c key=value ...] [-d SECONDS] [-o BASE] [--marker-port P]
+    ampkit stream DRIVER [-c key=value ...] [--name NAME] [-d SECONDS] [--marker-port P]
     ampkit sim DEVICE ...                         run a device simulator
     ampkit marker TEXT [--udp] [--host H] [--port P]   send a marker to a running amp
+    ampkit --version
 
 Each subcommand is a ``cmd_<name>(args)`` function registered in
 :func:`build_parser`; ``sim`` devices register in the ``sim`` group.
+
+Every mistake of the user -- a bad option, an unknown setting, a missing or
+unreadable file, a busy port -- ends the command with one line on stderr
+(``ampkit COMMAND: what to change``) and exit status 2; a traceback means a
+bug in ampkit.
 """
 
 from __future__ import annotations
@@ -20,7 +26,11 @@ from __future__ import annotations
 import argparse
 import ast
 import contextlib
+import errno
+import inspect
 import logging
+import math
+import os
 import signal
 import sys
 import threading
@@ -28,6 +38,7 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from ampkit import __version__
 from ampkit.clock import local_clock
 from ampkit.errors import AmpkitError, ConfigurationError
 
@@ -58,8 +69,62 @@ def parse_config(pairs: Sequence[str]) -> dict[str, Any]:
     return config
 
 
-def _add_config_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("driver", help="driver name (see `ampkit list`)")
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a mistake is one line (what is wrong, where to read more), exit 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def _seconds(text: str, zero: bool = False) -> float:
+    """An argparse type: a positive (or with ``zero``, non-negative), finite
+    number of seconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0 or (value == 0 and not zero):
+        wanted = "0 or more seconds" if zero else "a positive number of seconds"
+        raise argparse.ArgumentTypeError(f"expected {wanted}, got {text!r}")
+    return value
+
+
+def _start_seconds(text: str) -> float:
+    return _seconds(text, zero=True)
+
+
+def _port(text: str, lowest: int = 0) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not lowest <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number {lowest}-65535, got {text!r}")
+    return value
+
+
+def _marker_port(text: str) -> int | str:
+    """An argparse type: a port for the marker servers, 0 (any free port) or 'off'."""
+    if text.strip().lower() in ("off", "none"):
+        return "off"
+    try:
+        return _port(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"expected a port number 0-65535 (0: any free port) or 'off', got {text!r}"
+        ) from None
+
+
+def _peer_port(text: str) -> int:
+    return _port(text, lowest=1)
+
+
+def _add_config_args(parser: argparse.ArgumentParser, what: str | None = None) -> None:
+    if what is None:
+        parser.add_argument("driver", help="driver name (see `ampkit list`)")
+    else:
+        parser.add_argument("driver", metavar=what, help="a driver name (see `ampkit list`), "
+                            "or a recording file (BASE, .vhdr, .bdf, .edf, .xdf)")
     parser.add_argument(
         "-c", "--config", action="append", default=[], metavar="KEY=VALUE",
         help="a configure() setting, repeatable (e.g. -c fs=250 -c channels=8)",
@@ -83,8 +148,30 @@ def _open_amp(args: argparse.Namespace):
         config.update(match[0][1])
     config.update(parse_config(args.config))
     if config:
-        amp.configure(**config)
+        _configure(amp, args.driver, config)
     return amp
+
+
+def _configure(amp: Any, driver: str, config: dict[str, Any]) -> None:
+    """``amp.configure(**config)``; a setting the driver does not take, or a
+    value it cannot use, becomes a ConfigurationError naming what it takes."""
+    try:
+        params = inspect.signature(amp.amp.configure).parameters
+    except (TypeError, ValueError):  # no signature to read: let configure() judge
+        params = None
+    if params is not None and not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        accepted = [name for name, p in params.items()
+                    if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+        unknown = [key for key in config if key not in accepted]
+        if unknown:
+            raise ConfigurationError(
+                f"driver {driver!r} has no setting {', '.join(map(repr, unknown))}; "
+                f"it takes -c {', '.join(accepted) or '(nothing)'}"
+            )
+    try:
+        amp.configure(**config)
+    except (TypeError, ValueError) as exc:  # a driver that does not check its values itself
+        raise ConfigurationError(f"driver {driver!r} refused {config}: {exc}") from None
 
 
 @contextlib.contextmanager
@@ -140,7 +227,8 @@ def cmd_info(args: argparse.Namespace) -> int:
     from ampkit.io import is_recording, read
 
     suffix = args.driver.rpartition(".")[2].lower()
-    if is_recording(args.driver) or suffix in ("bdf", "edf", "xdf", "vhdr", "eeg", "meta"):
+    if (is_recording(args.driver) or suffix in ("bdf", "edf", "xdf", "vhdr", "eeg", "meta")
+            or "/" in args.driver or os.sep in args.driver):
         print(read(args.driver).summary())  # a missing file: "no recording at ..."
         return 0
     amp = _open_amp(args)
@@ -181,13 +269,13 @@ class _Progress:
 
 
 def _format_status(elapsed: float, status: dict[str, Any], acquiring: float | None = None) -> str:
-    """One progress line; the rate is over ``acquiring`` seconds (since the
-    first sample was taken) when known, else over ``elapsed``."""
+    """One progress line; time and rate are over ``acquiring`` seconds (since
+    the first sample was taken) when known, else over ``elapsed``."""
     samples = status.get("samples", 0)
     span = elapsed if acquiring is None else acquiring
     rate = samples / span if span > 0 else 0.0
     parts = [
-        f"{elapsed:7.1f} s",
+        f"{span:7.1f} s",
         f"{samples} samples",
         f"{rate:9.1f} Hz",
         f"{status.get('markers', 0)} markers",
@@ -200,12 +288,77 @@ def _format_status(elapsed: float, status: dict[str, Any], acquiring: float | No
     return "  ".join(parts)
 
 
+def _run_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``start()`` options every command that starts an amp shares."""
+    options: dict[str, Any] = {}
+    if args.marker_port is not None:
+        options["marker_port"] = None if args.marker_port == "off" else args.marker_port
+    if args.marker_host is not None:
+        options["marker_host"] = args.marker_host
+    return options
+
+
+def _start(amp: Any, options: dict[str, Any]) -> None:
+    """``amp.start(**options)``; a busy marker port is explained in this
+    command's options, not in Python's."""
+    try:
+        amp.start(**options)
+    except ConfigurationError as exc:
+        cause = exc.__cause__
+        if not (isinstance(cause, OSError) and cause.errno == errno.EADDRINUSE):
+            raise
+        from ampkit.markers import DEFAULT_HOST, PORT_VARIABLE, default_port
+
+        port = options.get("marker_port", "default")
+        port = default_port() if port == "default" else port
+        host = options.get("marker_host", DEFAULT_HOST)
+        raise ConfigurationError(
+            f"marker port {port} on {host} is already in use, probably by another running amp "
+            f"or program; give --marker-port 0 for a free port (it is printed), --marker-port "
+            f"PORT for another, or --marker-port off for no marker servers (or set "
+            f"{PORT_VARIABLE})"
+        ) from None
+
+
+def _announce_markers(amp: Any) -> None:
+    """Say where the marker servers listen (on stdout, so scripts can read it)."""
+    addresses = amp.marker_addresses
+    if not addresses:
+        return
+    (host, tcp), (_, udp) = addresses["tcp"], addresses["udp"]
+    to = "" if host in ("127.0.0.1", "::1", "0.0.0.0", "::") else f" --host {host}"
+    if tcp == udp:
+        where = f"{host}:{tcp} (TCP and UDP)"
+        send = f"ampkit marker TEXT{to} --port {tcp}"
+    else:
+        where = f"TCP {host}:{tcp}, UDP {host}:{udp}"
+        send = f"ampkit marker TEXT{to} --port {tcp}, or --udp --port {udp}"
+    print(f"marker servers on {where}; send with: {send}", flush=True)
+
+
+def _grace(duration: float) -> float:
+    """How long after ``duration`` a run whose samples stopped coming still
+    waits for them: longer than any transport's latency (an RDA or LSL block
+    may arrive a fraction of a second after its samples' time)."""
+    return 1.0 + 0.1 * duration
+
+
 def _run(amp, args: argparse.Namespace, start_options: dict[str, Any]) -> int:
-    """Start ``amp``, read until the duration is over, SIGTERM or Ctrl-C, stop, report."""
+    """Start ``amp``, read until the duration is over, SIGTERM or Ctrl-C, stop, report.
+
+    The duration is measured on the samples' own timestamps, from the start
+    of the first sample's period: the run ends with the block that completes
+    it, so it holds ``duration * fs`` samples and at most one block more,
+    however long starting took. Until the first sample it is wall time, and
+    if samples stop coming the run ends :func:`_grace` seconds after the
+    duration (wall time since the first sample).
+    """
     progress = _Progress()
+    duration = args.duration
     with _sigterm_event() as stopping:
         try:
-            amp.start(**start_options)
+            _start(amp, start_options)
+            _announce_markers(amp)
         except BaseException:
             amp.close()
             raise
@@ -218,12 +371,16 @@ def _run(amp, args: argparse.Namespace, start_options: dict[str, Any]) -> int:
 
         try:
             while not stopping.is_set():
-                elapsed = local_clock() - t0
-                if args.duration is not None and elapsed >= args.duration:
-                    break
+                if duration is not None:
+                    since = local_clock() - (t0 if first is None else first)
+                    if since >= duration + (0.0 if first is None else _grace(duration)):
+                        break
                 block = amp.get_block()
-                if first is None and len(block):
-                    first = float(block.timestamps[0]) - period
+                if len(block):
+                    if first is None:
+                        first = float(block.timestamps[0]) - period
+                    if duration is not None and block.timestamps[-1] - first >= duration:
+                        break
                 progress.show(_format_status(local_clock() - t0, amp.status(), acquiring()))
                 if not len(block):
                     time.sleep(0.005)
@@ -242,24 +399,12 @@ def _run(amp, args: argparse.Namespace, start_options: dict[str, Any]) -> int:
 def cmd_record(args: argparse.Namespace) -> int:
     """Acquire from a driver, recording to ``-o`` when given, with live progress."""
     amp = _open_amp(args)
-    options: dict[str, Any] = {}
+    options = _run_options(args)
     if args.output is not None:
         options["filename"] = args.output
     if args.overwrite:
         options["overwrite"] = True
-    if args.marker_port is not None:
-        port = args.marker_port.strip().lower()
-        options["marker_port"] = None if port in ("off", "none") else _port_number(port)
-    if args.marker_host is not None:
-        options["marker_host"] = args.marker_host
     return _run(amp, args, options)
-
-
-def _port_number(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise ConfigurationError(f"a port is a number, got {text!r}") from None
 
 
 def cmd_marker(args: argparse.Namespace) -> int:
@@ -273,7 +418,8 @@ def cmd_marker(args: argparse.Namespace) -> int:
 def cmd_stream(args: argparse.Namespace) -> int:
     """Publish a driver's data and markers as LSL streams, with live progress."""
     amp = _open_amp(args)
-    options: dict[str, Any] = {"lsl": args.name or True, "lsl_type": args.type}
+    options = _run_options(args)
+    options.update(lsl=args.name or True, lsl_type=args.type)
     if args.source_id is not None:
         options["lsl_source_id"] = args.source_id
     return _run(amp, args, options)
@@ -335,12 +481,26 @@ def cmd_sim_cyton(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_run_args(parser: argparse.ArgumentParser, verb: str) -> None:
+    """Options of every command that starts an amp."""
+    parser.add_argument("-d", "--duration", type=_seconds,
+                        help=f"seconds to {verb} (default: until Ctrl-C)")
+    parser.add_argument(
+        "--marker-port", metavar="PORT", type=_marker_port,
+        help="port of the TCP/UDP marker servers (default 12344, or $AMPKIT_MARKER_PORT; "
+             "0: any free port; off: none); the port is printed",
+    )
+    parser.add_argument(
+        "--marker-host", metavar="HOST",
+        help="interface the marker servers listen on (default 127.0.0.1; 0.0.0.0: all)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``ampkit`` command."""
-    parser = argparse.ArgumentParser(
-        prog="ampkit", description="Acquire from EEG/biosignal amplifiers."
-    )
+    parser = _Parser(prog="ampkit", description="Acquire from EEG/biosignal amplifiers.")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("list", help="list drivers and whether their device is available")
@@ -349,32 +509,25 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "info", help="show a driver's channels, rate and presets, or summarise a recording FILE"
     )
-    _add_config_args(p)
+    _add_config_args(p, "DRIVER_OR_FILE")
     p.set_defaults(func=cmd_info)
 
     p = sub.add_parser("record", help="acquire (and record with -o) with live progress")
     _add_config_args(p)
-    p.add_argument("-d", "--duration", type=float, help="seconds to record (default: until Ctrl-C)")
+    _add_run_args(p, "record")
     p.add_argument(
         "-o", "--output", metavar="BASE",
         help="record to BASE (five-file default format), BASE.bdf or BASE.xdf",
     )
     p.add_argument("--overwrite", action="store_true", help="replace an existing recording")
-    p.add_argument(
-        "--marker-port", metavar="PORT",
-        help="port of the TCP/UDP marker servers (default 12344; 0: any free port; off)",
-    )
-    p.add_argument(
-        "--marker-host", metavar="HOST",
-        help="interface the marker servers listen on (default 127.0.0.1; 0.0.0.0: all)",
-    )
     p.set_defaults(func=cmd_record)
 
     p = sub.add_parser("marker", help="send a marker to a running amp (TCP, or UDP)")
     p.add_argument("text", help="the marker, e.g. 'S 1'")
     p.add_argument("--udp", action="store_true", help="send a UDP datagram instead of TCP")
     p.add_argument("--host", default="127.0.0.1", help="the amp's computer (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=12344, help="its marker port (default 12344)")
+    p.add_argument("--port", type=_peer_port, default=12344,
+                   help="its marker port (default 12344; `record` and `stream` print theirs)")
     p.set_defaults(func=cmd_marker)
 
     p = sub.add_parser("stream", help="publish a driver's data and markers as LSL streams")
@@ -383,14 +536,14 @@ def build_parser() -> argparse.ArgumentParser:
                    "markers go to NAME-markers")
     p.add_argument("--type", default="EEG", help="LSL content type (default: EEG)")
     p.add_argument("--source-id", help="LSL source id (default: ampkit:HOSTNAME:NAME)")
-    p.add_argument("-d", "--duration", type=float, help="seconds to stream (default: until Ctrl-C)")
+    _add_run_args(p, "stream")
     p.set_defaults(func=cmd_stream)
 
     p = sub.add_parser("plot", help="draw a recording's channels and markers to an image")
     p.add_argument("file", help="a recording (BASE, BASE.vhdr, .bdf, .xdf)")
     p.add_argument("-o", "--output", help="image file (.png, .pdf, .svg); default FILE.png")
-    p.add_argument("--start", type=float, default=0.0, help="first second to draw")
-    p.add_argument("-d", "--duration", type=float, help="seconds to draw (default: all)")
+    p.add_argument("--start", type=_start_seconds, default=0.0, help="first second to draw")
+    p.add_argument("-d", "--duration", type=_seconds, help="seconds to draw (default: all)")
     p.add_argument("--channels", help="comma-separated channels to draw (default: all)")
     p.set_defaults(func=cmd_plot)
 
@@ -399,7 +552,8 @@ def build_parser() -> argparse.ArgumentParser:
     # Each device simulator adds its parser to `sims` here.
     q = sims.add_parser("rda", help="an RDA server (BrainVision Recorder's side) on TCP")
     q.add_argument("--host", default="127.0.0.1", help="interface to listen on")
-    q.add_argument("--port", type=int, help="TCP port (default 51244, 51234 with --int16; 0: any)")
+    q.add_argument("--port", type=_port,
+                   help="TCP port (default 51244, 51234 with --int16; 0: any)")
     q.add_argument("--channels", type=int, default=32, help="number of channels (default 32)")
     q.add_argument("--fs", type=float, default=1000.0, help="sampling rate in Hz (default 1000)")
     q.add_argument("--block-size", type=int, help="samples per data message (default 20 ms)")
@@ -408,7 +562,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--marker-rate", type=float, default=1.0, help="markers per second (0: none)")
     q.add_argument("--preamble", action="store_true",
                    help="send state/info/keep-alive/unknown messages before the start message")
-    q.add_argument("-d", "--duration", type=float, help="seconds to serve (default: until Ctrl-C)")
+    q.add_argument("-d", "--duration", type=_seconds,
+                   help="seconds to serve (default: until Ctrl-C)")
     q.set_defaults(func=cmd_sim_rda)
     q = sims.add_parser("cyton", help="an OpenBCI Cyton board on a pty (prints the port path)")
     q.add_argument("--daisy", action="store_true", help="with the Daisy module (16 channels)")
@@ -418,7 +573,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--drop", type=float, default=0.0,
                    help="probability per packet of not sending it (default 0)")
     q.add_argument("--seed", type=int, default=0, help="seed of the faults (default 0)")
-    q.add_argument("-d", "--duration", type=float, help="seconds to run (default: until Ctrl-C)")
+    q.add_argument("-d", "--duration", type=_seconds, help="seconds to run (default: until Ctrl-C)")
     q.set_defaults(func=cmd_sim_cyton)
     sims.required = True
     return parser
@@ -427,14 +582,25 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``ampkit`` command; returns the exit status."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or a usage error already printed
+        return exc.code if isinstance(exc.code, int) else 2
     level = logging.WARNING - 10 * args.verbose
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    command = " ".join(filter(None, ["ampkit", args.command, getattr(args, "device", None)]))
     try:
         return args.func(args)
-    except AmpkitError as exc:
-        print(f"ampkit {args.command}: {exc}", file=sys.stderr)
+    except (AmpkitError, OSError) as exc:  # OSError: a file or port of the user's choosing
+        text = str(exc).strip() or type(exc).__name__
+        lines = text.splitlines()
+        if len(lines) > 1:  # e.g. a parser's dump of a whole header: its first line, the rest on -v
+            logging.getLogger("ampkit").info("%s: %s", command, text)
+            text = lines[0] + (" (more with -v)" if not args.verbose else "")
+        print(f"{command}: {text}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C before the command's own loop took over
+        return 130
 
 
 if __name__ == "__main__":

@@ -139,7 +139,7 @@ def _bind(host: str, port: int, kernel_stamps: bool) -> tuple[socket.socket, soc
             tcp.bind(address)
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
-                raise _busy(host, port, "tcp", exc) from None
+                raise _busy(host, port, "tcp", exc) from exc
             raise ConfigurationError(f"marker servers cannot listen on {host}:{port}: "
                                      f"{exc}") from None
         tcp.listen(128)
@@ -149,7 +149,7 @@ def _bind(host: str, port: int, kernel_stamps: bool) -> tuple[socket.socket, soc
         except OSError as exc:
             if port != 0:
                 if exc.errno == errno.EADDRINUSE:
-                    raise _busy(host, port, "udp", exc) from None
+                    raise _busy(host, port, "udp", exc) from exc
                 raise ConfigurationError(f"marker servers cannot listen on udp {host}:{port}: "
                                          f"{exc}") from None
             udp.bind((address[0], 0, *address[2:]))
