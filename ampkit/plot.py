@@ -27,6 +27,9 @@ from ampkit.errors import ConfigurationError
 
 __all__ = ["plot_recording", "save_plot"]
 
+#: Longest marker label drawn, in characters.
+_LABEL_CHARS = 32
+
 
 def _matplotlib() -> Any:
     try:
@@ -59,6 +62,12 @@ def _envelope(t: np.ndarray, y: np.ndarray, max_points: int) -> tuple[np.ndarray
     yy[0::2] = np.minimum.reduceat(y, starts, axis=0)
     yy[1::2] = np.maximum.reduceat(y, starts, axis=0)
     return tt, yy
+
+
+def _short(text: str, most: int = _LABEL_CHARS) -> str:
+    """``text`` on one line, cut to ``most`` characters with an ellipsis."""
+    text = " ".join(text.splitlines())  # keep spaces: BrainVision's "S  1" has two
+    return text if len(text) <= most else text[: most - 1] + "…"
 
 
 def _scale_length(spacing: float) -> float:
@@ -153,7 +162,9 @@ def plot_recording(
     # (when the window reaches it) at their time, if near enough to show.
     end = t[-1]
     window = max(end - t[0], 1.0 / fs)
-    marks = [(int(m[0]), float(m[1]), str(m[2])) for m in rec.markers]  # (sample, time, text)
+    # (sample, time, text); long texts (an XDF stream's XML footer) shortened,
+    # else one label can take the whole figure's height
+    marks = [(int(m[0]), float(m[1]), _short(str(m[2]))) for m in rec.markers]
     inside = sorted((s / fs, text, False) for s, _, text in marks if first <= s < last)
     after = sorted((tm, text) for s, tm, text in marks if s >= rec.n_samples)
     if last < rec.n_samples:

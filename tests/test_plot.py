@@ -1,5 +1,7 @@
 """ampkit.plot and `ampkit plot`: stacked channels, markers, 64 channels readable."""
 
+import warnings
+
 import numpy as np
 import pytest
 from matplotlib.image import imread
@@ -158,3 +160,16 @@ def test_markers_past_the_data():
     # a window that ends before the data does: nothing is "after the data"
     fig = plot_recording(make_recording(data, fs=fs, markers=marks), duration=6.0)
     assert not [ln for ln in fig.axes[0].get_lines() if ln.get_gid() == "marker-after-data"]
+
+
+def test_long_marker_texts_are_shortened(tmp_path):
+    """A marker text of hundreds of characters (an XDF footer read as a marker)
+    is drawn as one short label, and the layout still fits."""
+    data = np.random.default_rng(4).standard_normal((500, 2))
+    long = "<?xml version='1.0'?><info>" + "x" * 400 + "</info>"
+    rec = make_recording(data, fs=100.0, markers=[(100, 1.0, long), (200, 2.0, "a\nb")])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # e.g. "constrained_layout not applied"
+        save_plot(rec, tmp_path / "long.png")
+    texts = [t.get_text().strip() for t in plot_recording(rec).axes[0].texts]
+    assert "<?xml version='1.0'?><info>xxxx…" in texts and "a b" in texts
