@@ -5,11 +5,13 @@ Configured with an array and its markers, or with a recording file
 reads), it hands the data out in blocks of a fixed size, in real time (a
 block whenever its duration has passed) or as fast as it is asked (one block
 per ``get_data()``). Markers come out in the block they fall in, with times
-relative to that block, as libmushu's did.
+relative to that block, as libmushu's did. A marker after the last sample
+has no block: it is dropped when configured, with a warning.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -22,6 +24,8 @@ from ampkit.errors import ConfigurationError, StateError
 from ampkit.pacing import Pacer
 
 __all__ = ["ReplayAmp"]
+
+logger = logging.getLogger("ampkit")
 
 
 class ReplayAmp(Amplifier):
@@ -95,6 +99,7 @@ class ReplayAmp(Amplifier):
             except RecordingError as exc:
                 raise ConfigurationError(f"replay: {exc}") from exc
             data, channels, fs, units = rec.data, rec.channels, rec.fs, rec.units
+            fs = check_positive_number("fs", fs)
             # A hair before the sample's time, so the decorator's "first sample
             # at or after" lands on that very sample despite rounding.
             marker = [(s * 1000.0 / fs - 1e-6, text) for s, _, text in rec.markers]
@@ -129,6 +134,13 @@ class ReplayAmp(Amplifier):
             markers = sorted(((float(ms), str(text)) for ms, text in marker), key=lambda m: m[0])
         except (TypeError, ValueError) as exc:
             raise ConfigurationError(f"markers must be (ms, text) pairs: {exc}") from None
+        last_ms = (len(arr) - 1) * 1000.0 / fs
+        past = [text for ms, text in markers if not ms <= last_ms]
+        if past:
+            logger.warning("replay: %d marker(s) after the last sample (%.6g ms) dropped: %s",
+                           len(past), last_ms, ", ".join(repr(t) for t in past[:3])
+                           + (", ..." if len(past) > 3 else ""))
+            markers = [(ms, text) for ms, text in markers if ms <= last_ms]
         self.data = np.ascontiguousarray(arr)
         self.markers = markers
         self._marker_ms = np.array([ms for ms, _ in markers], dtype=np.float64)
@@ -171,16 +183,11 @@ class ReplayAmp(Amplifier):
         self.finished = stop >= len(self.data)
         chunk = self.data[start:stop]
         offset = start * 1000.0 / self.fs
-        if self.finished:
-            # Markers past the last sample go out with it, at that sample.
+        if self.finished:  # (none is after the last sample: see configure)
             hi = len(self.markers)
-            end = (stop - 1) * 1000.0 / self.fs
         else:
             hi = int(np.searchsorted(self._marker_ms, stop * 1000.0 / self.fs))
-            end = np.inf
-        markers = [
-            (min(ms, end) - offset, text) for ms, text in self.markers[self._next_marker : hi]
-        ]
+        markers = [(ms - offset, text) for ms, text in self.markers[self._next_marker : hi]]
         self._timestamps = self._pacer.t0 + (start + 1 + np.arange(stop - start)) / self.fs
         self._next_marker = max(self._next_marker, hi)
         return chunk, markers

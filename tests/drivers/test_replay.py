@@ -18,8 +18,10 @@ def replay(**kw):
     return ampkit.get_amp("replayamp", **config)
 
 
-def test_as_fast_as_asked_returns_every_sample_and_marker_once():
-    amp = replay()
+def test_as_fast_as_asked_returns_every_sample_and_marker_once(caplog):
+    with caplog.at_level("WARNING", logger="ampkit"):
+        amp = replay()
+    assert "1 marker(s) after the last sample" in caplog.text and "'after'" in caplog.text
     amp.start()
     rows, marks = [], []
     for _ in range(12):
@@ -29,10 +31,10 @@ def test_as_fast_as_asked_returns_every_sample_and_marker_once():
             marks.append((block.index + row, text))
     amp.stop()
     np.testing.assert_array_equal(np.concatenate(rows), DATA)
-    assert [m for _, m in marks] == ["before", "first", "S 1", "last", "after"]
+    assert [m for _, m in marks] == ["before", "first", "S 1", "last"]
     rows = {text: row for row, text in marks}
-    # 105 ms -> row 10.5 -> the first sample at or after it; past the end -> last
-    assert rows == {"before": 0, "first": 0, "S 1": 11, "last": 99, "after": 99}
+    # 105 ms -> row 10.5 -> the first sample at or after it; "after" has no sample
+    assert rows == {"before": 0, "first": 0, "S 1": 11, "last": 99}
     assert amp.amp.finished
 
 
