@@ -18,13 +18,11 @@ service :meth:`ampkit.AmpDecorator.start` opens for ``start(filename=...)``.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from ampkit.errors import ConfigurationError, RecordingError
+from ampkit.io.recording import Recording
 from ampkit.io.writer import FormatWriter, Header, Mark
 
 __all__ = [
@@ -38,76 +36,6 @@ __all__ = [
     "open_writer",
     "read",
 ]
-
-
-@dataclass
-class Recording:
-    """A recording read back from disk.
-
-    Attributes
-    ----------
-    data : ndarray of float32, shape (n_samples, n_channels)
-        The samples in the recorded units.
-    fs : float
-        Sampling frequency in Hz.
-    channels : list of str
-    units : list of str
-        One per channel, e.g. ``'µV'``.
-    markers : list of (int, float, str)
-        ``(sample_index, time_s, text)``: the first sample at or after the
-        marker, and its time in seconds since the first sample.
-    amp : str
-        Name of the amplifier, where the format stores it.
-    path : pathlib.Path
-        The file (the base name for the five-file format).
-    format : str
-        ``'brainvision'``, ``'bdf'``, ``'edf'`` or ``'xdf'``.
-    timestamps : ndarray of float64 or None
-        Per-sample LSL-clock times, where the format stores them (XDF).
-
-    The properties ``n_samples`` and ``duration`` (seconds) give the size.
-    """
-
-    data: np.ndarray
-    fs: float
-    channels: list[str]
-    units: list[str]
-    markers: list[tuple[int, float, str]] = field(default_factory=list)
-    amp: str = ""
-    path: Path = Path()
-    format: str = ""
-    timestamps: np.ndarray | None = None
-
-    @property
-    def n_samples(self) -> int:
-        """Number of samples."""
-        return len(self.data)
-
-    @property
-    def duration(self) -> float:
-        """Length in seconds."""
-        return self.n_samples / self.fs if self.fs else 0.0
-
-    def summary(self) -> str:
-        """A few lines describing the recording (what ``ampkit info FILE`` prints)."""
-        units = ", ".join(sorted(set(self.units)))
-        lines = [
-            f"file:      {self.path} ({self.format})",
-            f"amp:       {self.amp or '?'}",
-            f"rate:      {self.fs:g} Hz",
-            f"channels:  {len(self.channels)}: {', '.join(self.channels)}",
-            f"units:     {units}",
-            f"samples:   {self.n_samples} ({self.duration:.3f} s)",
-            f"markers:   {len(self.markers)}",
-        ]
-        if self.n_samples:
-            lo, hi = float(np.min(self.data)), float(np.max(self.data))
-            lines.append(f"range:     {lo:.6g} .. {hi:.6g}")
-        for sample, time_s, text in self.markers[:10]:
-            lines.append(f"  {time_s:10.3f} s  sample {sample:<9d} {text}")
-        if len(self.markers) > 10:
-            lines.append(f"  ... {len(self.markers) - 10} more")
-        return "\n".join(lines)
 
 
 def format_of(path: os.PathLike | str) -> str:
@@ -172,52 +100,69 @@ def open_writer(
     return BrainVisionWriter(path, header, overwrite)
 
 
-def read(path: os.PathLike | str) -> Recording:
-    """Read a recording in any format ampkit writes.
+def read(path: os.PathLike | str, *, stream: str | None = None,
+         stim_channel: str | list[str] | None = "auto") -> Recording:
+    """Read a recording in any format ampkit writes, or written by other software.
 
     Parameters
     ----------
     path : str or path
-        ``BASE`` or any of its five files, ``.bdf``/``.edf``, or ``.xdf``.
-        Files of a recording still running, or of one that was killed, are
-        read up to their last complete sample.
+        ``BASE`` or any of its five files, a BrainVision ``.vhdr``,
+        ``.bdf``/``.edf``, or ``.xdf``. Files of a recording still running,
+        or of one that was killed, are read up to their last complete sample.
+    stream : str, optional
+        XDF only: the stream to read, by name or by type (``'EEG'``); by
+        default the first numeric stream that holds samples.
+    stim_channel : str or list of str or None
+        EDF/BDF only: the trigger channels decoded into markers. ``'auto'``
+        takes channels named ``Status`` or ``TRIGGER`` (any case), as MNE
+        does; None decodes none.
 
     Returns
     -------
     Recording
+        Hand it to MNE-Python with :meth:`Recording.to_mne`.
 
     Raises
     ------
     ampkit.errors.RecordingError
-        No such recording, or the files are not in the expected format.
+        No such recording, or the files are not in a format (or a variant of
+        it) ampkit reads; the message names the file.
+    ampkit.errors.ConfigurationError
+        An option that does not apply to the format.
 
     Examples
     --------
     >>> rec = ampkit.io.read('session1')                   # doctest: +SKIP
     >>> rec.data.shape, rec.fs, rec.markers[:1]            # doctest: +SKIP
     ((25000, 8), 250.0, [(1250, 5.0, 'S  1')])
+    >>> raw = ampkit.io.read('session1.bdf').to_mne()      # doctest: +SKIP
     """
     kind = format_of(path)
-    if kind in ("bdf", "edf"):
-        from ampkit.io.bdf import read_bdf
+    if stream is not None and kind != "xdf":
+        raise ConfigurationError(f"{path}: stream= applies to XDF files only")
+    if stim_channel != "auto" and kind not in ("bdf", "edf"):
+        raise ConfigurationError(f"{path}: stim_channel= applies to EDF/BDF files only")
+    try:
+        if kind in ("bdf", "edf"):
+            from ampkit.io.bdf import read_bdf
 
-        reader = read_bdf
-    elif kind == "xdf":
-        from ampkit.io.xdf import read_xdf
+            return read_bdf(path, stim_channel=stim_channel)
+        if kind == "xdf":
+            from ampkit.io.xdf import read_xdf
 
-        reader = read_xdf
-    else:
+            return read_xdf(path, stream=stream)
         from ampkit.io.brainvision import read_brainvision
 
-        reader = read_brainvision
-    try:
-        return reader(path)
+        return read_brainvision(path)
     except FileNotFoundError as exc:
         raise RecordingError(f"no recording at {path}: {exc.strerror}") from None
     except RecordingError:
         raise
     except OSError as exc:
         raise RecordingError(f"cannot read {path}: {exc}") from exc
+    except MemoryError:
+        raise RecordingError(f"{path}: too big to read into memory") from None
 
 
 def __getattr__(name: str) -> Any:

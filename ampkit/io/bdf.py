@@ -33,16 +33,20 @@ the padding as zeros at the end).
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import math
 import os
+import re
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 
 from ampkit.clock import local_clock
-from ampkit.errors import RecordingError
+from ampkit.errors import ConfigurationError, RecordingError
+from ampkit.io.recording import Recording, keep_markers_in_data, marker_sample, unique_names
+from ampkit.io.units import normalise_unit
 from ampkit.io.writer import (
     FormatWriter,
     Header,
@@ -53,7 +57,8 @@ from ampkit.io.writer import (
     write_all,
 )
 
-__all__ = ["BDFWriter", "read_bdf", "DEFAULT_RANGE_UV"]
+__all__ = ["BDFWriter", "read_bdf", "trigger_onsets", "DEFAULT_RANGE_UV", "AUTO_STIM",
+           "STIM_MASK"]
 
 logger = logging.getLogger("ampkit")
 
@@ -188,7 +193,9 @@ class BDFWriter(FormatWriter):
         self._n_ch = n_ch
         self._record_bytes = 3 * (n_ch * self.spr + _ANNOT_SAMPLES)
         self._pending: np.ndarray = np.empty((0, n_ch), np.float32)
-        self._annots: list[bytes] = []
+        # (sample, TAL) waiting for the record that holds their sample
+        self._annots: list[tuple[int, bytes]] = []
+        self._closing = False
         self._last_area = 0  # TAL bytes used in the last record written
         self.n_records = 0
         self._clipped = 0
@@ -252,7 +259,7 @@ class BDFWriter(FormatWriter):
                 body = body[:room].decode("utf-8", errors="ignore").encode("utf-8")
                 logger.warning("%s: marker text cut to %d bytes (BDF+ record space)",
                                self.path, len(body))
-            self._annots.append(onset + body + b"\x14\x00")
+            self._annots.append((mark.sample, onset + body + b"\x14\x00"))
             self.n_markers += 1
         if len(data):
             if len(self._pending):
@@ -311,9 +318,18 @@ class BDFWriter(FormatWriter):
         self.flush()  # the count right after the records: readers never see a mismatch
 
     def _tals(self, record: int) -> bytes:
+        """The TAL area of ``record``: its time, then the waiting annotations that fit.
+
+        An annotation goes into the record that holds its sample, or a later
+        one: a file cut after any record (SIGKILL) never has an annotation
+        past its data.
+        """
         area = f"+{_seconds(record * self.duration)}\x14\x14\x00".encode()
-        while self._annots and len(area) + len(self._annots[0]) <= self._annot_bytes:
-            area += self._annots.pop(0)
+        end = (record + 1) * self.spr
+        while self._annots and len(area) + len(self._annots[0][1]) <= self._annot_bytes:
+            if self._annots[0][0] >= end and not self._closing:
+                break
+            area += self._annots.pop(0)[1]
         return area
 
     def flush(self) -> None:
@@ -332,6 +348,7 @@ class BDFWriter(FormatWriter):
         """Pad and write the last record, write left-over annotations, close."""
         if self._fd is None:
             return
+        self._closing = True  # no more data: every annotation goes out now
         try:
             if self._annots and not len(self._pending) and self.n_records:
                 self._annotate_last_record()
@@ -357,10 +374,10 @@ class BDFWriter(FormatWriter):
     def _annotate_last_record(self) -> None:
         """Put pending annotations into the free TAL space of the last record."""
         extra = b""
-        while self._annots and self._last_area + len(extra) + len(self._annots[0]) <= (
+        while self._annots and self._last_area + len(extra) + len(self._annots[0][1]) <= (
             self._annot_bytes
         ):
-            extra += self._annots.pop(0)
+            extra += self._annots.pop(0)[1]
         if extra:
             offset = (256 * (self._n_ch + 2) + self.n_records * self._record_bytes
                       - self._annot_bytes + self._last_area)
@@ -392,28 +409,85 @@ class BDFWriter(FormatWriter):
 
 
 # -- reading -------------------------------------------------------------------
+#
+# What is read follows the EDF/EDF+/BDF specifications and what
+# mne.io.read_raw_edf / read_raw_bdf and mne.find_events make of the same
+# files (the facts; the code is ampkit's).
+
+#: Trigger channel names found by ``stim_channel='auto'`` (compared in lower case).
+AUTO_STIM = ("status", "trigger")
+#: The trigger bits kept, as MNE keeps them: BioSemi's Status channel carries
+#: the 16 trigger inputs and the new-epoch bit below this; above it are
+#: CMS-in-range, battery and speed-mode bits, which are not events.
+STIM_MASK = 2**17 - 1
+_TAL = re.compile(rb"([+-]\d+\.?\d*)(\x15(\d+\.?\d*))?(\x14.*?)\x14\x00", re.DOTALL)
+_MONTHS = "JAN FEB MAR APR MAY JUN JUL AUG SEP OCT NOV DEC".split()
 
 
-def read_bdf(path: os.PathLike | str):
-    """Read a BDF(+) or EDF(+) file with one sampling rate for all signals.
+def _meas_date(recording_id: str, date: str, time: str) -> dt.datetime | None:
+    """The start as MNE takes it: the EDF+ ``Startdate`` (4-digit year) or the
+    header's ``dd.mm.yy`` (85-99 -> 19xx), with ``hh.mm.ss``, in UTC."""
+    try:
+        parts = recording_id.split(" ")
+        day = None
+        if len(parts) == 5:
+            try:
+                d, m, y = parts[1].split("-")
+                day = dt.date(int(y), _MONTHS.index(m.upper()) + 1, int(d))
+            except ValueError:
+                day = None
+        if day is None:
+            d, m, y = (int(x) for x in date.split("."))
+            day = dt.date(y + 2000 if y < 85 else y + 1900, m, d)
+        try:
+            hh, mm, ss = (int(x) for x in time.split("."))
+        except ValueError:
+            hh = mm = ss = 0
+        return dt.datetime(day.year, day.month, day.day, hh, mm, ss, tzinfo=dt.timezone.utc)
+    except (ValueError, OverflowError):
+        return None
+
+
+def trigger_onsets(values: np.ndarray) -> np.ndarray:
+    """Indices where a trigger channel's value rises, as ``mne.find_events`` finds them.
+
+    ``values`` are whole numbers (masked already). An event starts where the
+    value becomes larger than the one before (a step from 0 to 5, and from 5
+    to 7); a value present from the first sample is not an event
+    (``initial_event=False``).
+    """
+    values = np.abs(values)
+    return np.flatnonzero(values[1:] > values[:-1]) + 1
+
+
+def read_bdf(path: os.PathLike | str, stim_channel: str | list[str] | None = "auto"):
+    """Read a BDF(+) or EDF(+) file.
 
     Parameters
     ----------
     path : str or path
+    stim_channel : str or list of str or None
+        Trigger channels to decode into markers: ``'auto'`` (channels named
+        ``Status`` or ``TRIGGER``, any case, as MNE), names, or None.
 
     Returns
     -------
     ampkit.io.Recording
-        ``markers`` are the annotations, each at the first sample at or
-        after its onset.
+        The signals at the highest rate among the data signals (MNE's
+        ``sfreq``); signals at other rates are left out with a warning
+        naming them (``mne.io.read_raw_edf`` resamples them). ``markers``
+        are the annotations, each at the first sample at or after its
+        onset, and the onsets of the trigger channels (their value as the
+        text), at the samples where ``mne.find_events`` finds them. Trigger
+        channels at the recording's rate stay in ``data`` as MNE shows them
+        (whole numbers, the lower 17 bits). Duplicate labels get ``-0``,
+        ``-1``, ... as in MNE.
 
     Raises
     ------
     ampkit.errors.RecordingError
-        Not an EDF/BDF file, or signals at different rates.
+        Not an EDF/BDF file, or a header that does not describe the data.
     """
-    from ampkit.io import Recording
-
     path = Path(path)
     raw = path.read_bytes()
     if len(raw) < 256:
@@ -426,17 +500,21 @@ def read_bdf(path: os.PathLike | str):
         raise RecordingError(f"{path}: not an EDF or BDF file (starts with {raw[:8]!r})")
 
     def text(a: int, b: int) -> str:
-        return raw[a:b].decode("ascii", errors="replace").strip()
+        return raw[a:b].decode("latin-1").strip()
 
     try:
         header_bytes = int(text(184, 192))
-        n_records = int(text(236, 244))
+        n_records_header = int(text(236, 244))
         duration = float(text(244, 252))
         ns = int(text(252, 256))
     except ValueError as exc:
         raise RecordingError(f"{path}: malformed EDF/BDF header: {exc}") from None
-    if len(raw) < header_bytes or header_bytes != 256 * (ns + 1):
-        raise RecordingError(f"{path}: header is cut or inconsistent")
+    if not (math.isfinite(duration) and duration > 0):
+        raise RecordingError(f"{path}: data record duration {text(244, 252)!r} must be a "
+                             "positive number of seconds")
+    if ns < 1 or len(raw) < header_bytes or header_bytes != 256 * (ns + 1):
+        raise RecordingError(f"{path}: header is cut or inconsistent ({ns} signals, "
+                             f"{header_bytes} header bytes, {len(raw)} in the file)")
 
     def column(offset: int, width_: int) -> list[str]:
         base = 256 + offset * ns
@@ -452,66 +530,138 @@ def read_bdf(path: os.PathLike | str):
         spr = [int(x) for x in column(16 + 80 + 40 + 80, 8)]
     except ValueError as exc:
         raise RecordingError(f"{path}: malformed signal header: {exc}") from None
-    if ns < 1 or not duration > 0 or any(n < 1 for n in spr):
-        raise RecordingError(f"{path}: inconsistent header (signals, record duration or sizes)")
-    if np.any(dmax <= dmin):
-        raise RecordingError(f"{path}: digital range of a signal is empty")
+    if not all(np.isfinite(a).all() for a in (pmin, pmax, dmin, dmax)):
+        raise RecordingError(f"{path}: a physical or digital limit is not a finite number")
+    if any(n < 1 for n in spr):
+        raise RecordingError(f"{path}: a signal has no samples per data record")
+    if n_records_header and text(192, 197) in ("EDF+D", "BDF+D"):
+        logger.warning("%s: a discontinuous EDF+D/BDF+D file is read with its records back "
+                       "to back (the gaps between them are not kept)", path)
     annot = [i for i, lab in enumerate(labels) if lab in ("BDF Annotations", "EDF Annotations")]
     signals = [i for i in range(ns) if i not in annot]
     if not signals:
-        raise RecordingError(f"{path}: no data signals")
-    if len({spr[i] for i in signals}) != 1:
-        raise RecordingError(f"{path}: signals at different sampling rates are not supported")
-    n_spr = spr[signals[0]]
+        raise RecordingError(f"{path}: no data signals, only annotations")
+    names = unique_names([labels[i] for i in signals])
+    if names != [labels[i] for i in signals]:
+        logger.warning("%s: duplicate channel labels renamed as MNE does: %s", path,
+                       ", ".join(n for n, lab in zip(names, (labels[i] for i in signals),
+                                                     strict=True) if n != lab))
+    name_of = dict(zip(signals, names, strict=True))
+    stim = _stim_signals(path, stim_channel, signals, name_of)
+    data_signals = [i for i in signals if i not in stim] or signals
+    n_spr = max(spr[i] for i in data_signals)
     fs = n_spr / duration
+    if not (math.isfinite(fs) and fs > 0):
+        raise RecordingError(f"{path}: sampling rate {fs} Hz ({n_spr} samples per "
+                             f"{duration} s)")
+    kept = [i for i in signals if spr[i] == n_spr]
+    left_out = [name_of[i] for i in signals if spr[i] != n_spr and i not in stim]
+    if left_out:
+        logger.warning("%s: signals at a rate other than %g Hz left out: %s (mne.io.read_raw_"
+                       "edf resamples them)", path, fs, ", ".join(left_out))
     record_bytes = width * sum(spr)
-    available = (len(raw) - header_bytes) // record_bytes
-    if n_records < 0 or n_records > available:
-        n_records = available  # a recording still running, or killed
+    n_records = (len(raw) - header_bytes) // record_bytes  # as MNE: whole records in the file
     body = np.frombuffer(raw, np.uint8, n_records * record_bytes, header_bytes)
     body = body.reshape(n_records, record_bytes)
     offsets = np.concatenate([[0], np.cumsum(spr)]) * width
-    data = np.empty((n_records * n_spr, len(signals)), np.float32)
-    for col, i in enumerate(signals):
+    gain = (pmax - pmin) / np.where(dmax == dmin, 1.0, dmax - dmin)
+    gain = np.where(pmax == pmin, 1.0 / np.where(dmax == dmin, 1.0, dmax - dmin), gain)
+
+    def ints(i: int) -> np.ndarray:
         chunk = body[:, offsets[i] : offsets[i + 1]].reshape(-1, width).astype(np.int32)
         if width == 3:
-            ints = chunk[:, 0] | (chunk[:, 1] << 8) | (chunk[:, 2] << 16)
-            ints = (ints ^ 0x800000) - 0x800000
+            return ((chunk[:, 0] | (chunk[:, 1] << 8) | (chunk[:, 2] << 16)) ^ 0x800000) - 0x800000
+        return ((chunk[:, 0] | (chunk[:, 1] << 8)) ^ 0x8000) - 0x8000
+
+    def trigger_values(i: int) -> np.ndarray:
+        if width == 3:  # BioSemi: the digital value itself, as MNE
+            values = ints(i).astype(np.int64)
         else:
-            ints = chunk[:, 0] | (chunk[:, 1] << 8)
-            ints = (ints ^ 0x8000) - 0x8000
-        gain = (pmax[i] - pmin[i]) / (dmax[i] - dmin[i])
-        data[:, col] = (ints - dmin[i]) * gain + pmin[i]
-    markers: list[tuple[int, float, str]] = []
-    for i in annot:
-        for area in body[:, offsets[i] : offsets[i + 1]]:
-            for tal in area.tobytes().split(b"\x00"):
-                parts = tal.split(b"\x14")
-                if len(parts) < 2:
-                    continue
-                try:
-                    onset = float(parts[0].split(b"\x15")[0])
-                except ValueError:
-                    continue
-                for item in parts[1:]:
-                    if item:
-                        label = item.decode("utf-8", errors="replace")
-                        sample = max(0, math.ceil(onset * fs - 1e-6))
-                        markers.append((sample, onset, label))
-    markers.sort(key=lambda m: m[1])
-    units = ["µV" if d == "uV" else d for d in (dims[i] for i in signals)]
+            values = np.trunc((ints(i) - dmin[i]) * gain[i] + pmin[i]).astype(np.int64)
+        return values & STIM_MASK
+
+    data = np.empty((n_records * n_spr, len(kept)), np.float32)
+    units, types = [], []
+    for col, i in enumerate(kept):
+        if i in stim:
+            data[:, col] = trigger_values(i)
+            types.append("stim")
+        else:
+            data[:, col] = (ints(i) - dmin[i]) * gain[i] + pmin[i]
+            types.append("eeg")
+        units.append(normalise_unit(dims[i]))
+    n_samples = len(data)
     equipment = text(88, 168).split(" ")
-    amp = equipment[4] if len(equipment) > 4 and equipment[4] != "X" else ""
     for item in equipment[5:]:
         if item.startswith(_SAMPLES_TAG) and item[len(_SAMPLES_TAG):].isdigit():
-            data = data[: int(item[len(_SAMPLES_TAG):])]  # without the padding
+            n_samples = min(n_samples, int(item[len(_SAMPLES_TAG):]))  # without the padding
+    data = data[:n_samples]
+
+    placed: list[tuple[float, float, str]] = []
+    annotations = []
+    if annot:
+        tals = b"".join(body[:, offsets[i] : offsets[i + 1]].tobytes() for i in annot)
+        annotations = _read_tals(tals)
+        for onset, _, text_ in annotations:
+            placed.append((marker_sample(onset, fs), onset, text_))
+    for i in stim:
+        values = trigger_values(i)
+        steps = trigger_onsets(values)
+        if spr[i] == n_spr:
+            samples = steps
+        else:  # another rate: the first sample of ours that shows the new value
+            rec, k = np.divmod(steps, spr[i])
+            samples = rec * n_spr + -((-k * n_spr) // spr[i])
+        placed += [(int(s), int(s) / fs, str(int(values[k]))) for s, k in zip(samples, steps,
+                                                                                 strict=True)]
+    amp = equipment[4] if len(equipment) > 4 and equipment[4] != "X" else ""
     return Recording(
         data=data,
         fs=fs,
-        channels=[labels[i] for i in signals],
+        channels=[name_of[i] for i in kept],
         units=units,
-        markers=markers,
+        markers=keep_markers_in_data(placed, n_samples, path),
         amp=amp,
         path=path,
         format="bdf" if width == 3 else "edf",
+        meas_date=_meas_date(text(88, 168), text(168, 176), text(176, 184)),
+        types=types,
+        annotations=annotations,
     )
+
+
+def _stim_signals(path: Path, stim_channel, signals: list[int], name_of: dict) -> list[int]:
+    """The signals decoded as trigger channels (MNE's rule: the first of each name)."""
+    if stim_channel is None or stim_channel is False:
+        return []
+    if stim_channel == "auto":
+        wanted, strict = list(AUTO_STIM), False
+    else:
+        wanted = [stim_channel] if isinstance(stim_channel, str) else list(stim_channel)
+        wanted, strict = [str(w).lower() for w in wanted], True
+    lower = [name_of[i].lower() for i in signals]
+    found = [signals[lower.index(w)] for w in wanted if w in lower]
+    if strict and len(found) != len(wanted):
+        missing = [w for w in wanted if w not in lower]
+        raise ConfigurationError(f"{path}: no channel named {', '.join(missing)} (channels: "
+                                 f"{', '.join(name_of[i] for i in signals)})")
+    return found
+
+
+def _read_tals(tals: bytes) -> list[tuple[float, float, str]]:
+    """``(onset_s, duration_s, text)`` of every annotation, as MNE reads them.
+
+    Onsets are relative to the first data record: the time-keeping onset of
+    the first record (its first TAL, with no text) is subtracted.
+    """
+    out, offset = [], 0.0
+    for k, match in enumerate(_TAL.finditer(tals)):
+        onset = float(match.group(1)) + offset
+        length = float(match.group(3)) if match.group(3) else 0.0
+        texts = match.group(4).split(b"\x14")[1:]
+        for item in texts:
+            if item:
+                out.append((onset, length, item.decode("utf-8", errors="replace")))
+            elif k == 0:
+                offset = -onset
+    return out

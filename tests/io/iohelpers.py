@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import struct
+import tracemalloc
+from pathlib import Path
+
 import numpy as np
 
 from ampkit.decorator import Block
+from ampkit.errors import AmpkitError
 from ampkit.io.recorder import Recorder
 from ampkit.io.writer import Header
 
@@ -58,4 +63,130 @@ def record(path, blocks: list[Block], channels: int = 3, fs: float = 250.0,
     for block in blocks:
         rec.on_block(block)
     rec.close()
+    return rec
+
+
+# -- files written by other software, and crafted files ------------------------
+
+#: Recordings written by other programs (BrainVision Recorder, BioSemi,
+#: LabRecorder, pybv, MNE): ``../shared/foreign`` beside the repository.
+FOREIGN = Path(__file__).resolve().parents[2] / ".." / "shared" / "foreign"
+
+
+def foreign(pattern: str) -> list:
+    """``pytest.param``s of the foreign files matching ``pattern``, or one skipped param."""
+    import pytest
+
+    found = sorted(FOREIGN.glob(pattern)) if FOREIGN.is_dir() else []
+    if not found:
+        reason = f"no {pattern} in {FOREIGN.resolve()} (the shared test files are absent)"
+        return [pytest.param(None, marks=pytest.mark.skip(reason=reason))]
+    return [pytest.param(p, id=p.name) for p in found]
+
+
+def craft_edf(path, signals, duration=1.0, bdf=False, reserved="", annotations=None,
+              recording="Startdate 02-JAN-2024 X X X", start=("02.01.24", "10.20.30"),
+              duration_text=None):
+    """Write an EDF/BDF file from the specification (no library), for variants
+    other writers do not make.
+
+    ``signals``: dicts with ``label``, ``spr`` (samples per record),
+    ``digital`` (ints, ``n_records * spr``) and optionally ``unit``,
+    ``pmin``/``pmax``/``dmin``/``dmax`` (as header texts or numbers).
+    ``annotations``: one TAL byte string per record (an annotation signal is
+    added when given).
+    """
+    width = 3 if bdf else 2
+    n_records = len(signals[0]["digital"]) // signals[0]["spr"]
+    sigs = list(signals)
+    if annotations is not None:
+        size = max(len(a) for a in annotations)
+        spr = -(-size // width)
+        sigs.append({"label": "BDF Annotations" if bdf else "EDF Annotations", "spr": spr,
+                     "unit": "", "pmin": -1, "pmax": 1, "dmin": -(2 ** (8 * width - 1)),
+                     "dmax": 2 ** (8 * width - 1) - 1, "tal": annotations})
+    ns = len(sigs)
+
+    def f(text, n):
+        return str(text).encode("latin-1")[:n].ljust(n)
+
+    head = [b"\xffBIOSEMI" if bdf else b"0       ", f("X X X X", 80), f(recording, 80),
+            f(start[0], 8), f(start[1], 8), f(256 * (ns + 1), 8), f(reserved, 44),
+            f(n_records, 8), f(duration_text or repr(duration), 8), f(ns, 4)]
+    full = 2 ** (8 * width - 1)
+    for key, n, default in (("label", 16, ""), ("transducer", 80, ""), ("unit", 8, "uV"),
+                            ("pmin", 8, -1000), ("pmax", 8, 1000), ("dmin", 8, -full),
+                            ("dmax", 8, full - 1), ("prefilter", 80, ""), ("spr", 8, 1),
+                            ("reserved", 32, "")):
+        head += [f(s.get(key, default), n) for s in sigs]
+    out = [b"".join(head)]
+    for r in range(n_records):
+        for s in sigs:
+            if "tal" in s:
+                out.append(s["tal"][r].ljust(s["spr"] * width, b"\x00"))
+            else:
+                values = np.asarray(s["digital"][r * s["spr"]: (r + 1) * s["spr"]], np.int64)
+                raw = (values & (2 ** (8 * width) - 1)).astype("<u4").view(np.uint8)
+                out.append(raw.reshape(-1, 4)[:, :width].tobytes())
+    Path(path).write_bytes(b"".join(out))
+    return Path(path)
+
+
+def xdf_chunk(tag: int, content: bytes) -> bytes:
+    """One XDF chunk (the specification's framing: length, tag, content)."""
+    n = len(content) + 2
+    size = struct.pack("<BB", 1, n) if n < 256 else struct.pack("<BI", 4, n)
+    return size + struct.pack("<H", tag) + content
+
+
+def xdf_stream_header(sid: int, name: str, kind: str, n_ch: int, srate: float,
+                      fmt: str = "float32", desc: str = "") -> bytes:
+    xml = (f"<?xml version=\"1.0\"?><info><name>{name}</name><type>{kind}</type>"
+           f"<channel_count>{n_ch}</channel_count><nominal_srate>{srate}</nominal_srate>"
+           f"<channel_format>{fmt}</channel_format>{desc}</info>")
+    return xdf_chunk(2, struct.pack("<I", sid) + xml.encode())
+
+
+def xdf_samples(sid: int, stamps, values, fmt: str = "<f4") -> bytes:
+    """A Samples chunk; a stamp of None leaves that sample's timestamp out."""
+    out = [struct.pack("<IBI", sid, 4, len(values))]
+    for stamp, row in zip(stamps, values, strict=True):
+        out.append(b"\x00" if stamp is None else struct.pack("<Bd", 8, stamp))
+        if fmt == "string":
+            for text in row:
+                raw = text.encode()
+                out.append(struct.pack("<BI", 4, len(raw)) + raw)
+        else:
+            out.append(np.asarray(row, fmt).tobytes())
+    return xdf_chunk(3, b"".join(out))
+
+
+def xdf_offset(sid: int, when: float, value: float) -> bytes:
+    return xdf_chunk(4, struct.pack("<Idd", sid, when, value))
+
+
+# -- the reader contract under any bytes ------------------------------------------
+
+def read_or_refuse(read, path, files, factor: int = 48, slack: int = 2**19):
+    """Call ``read(path)``: it returns a Recording or raises an ampkit error that
+    names the file, never anything else; and it allocates at most ``factor``
+    times the size of ``files`` (plus ``slack``) on the way.
+
+    Returns the Recording, or None when the file was refused.
+    """
+    size = sum(Path(f).stat().st_size for f in files if Path(f).exists())
+    tracemalloc.start()
+    try:
+        try:
+            rec = read(path)
+        except AmpkitError as exc:
+            assert Path(path).name.split(".")[0] in str(exc), exc
+            rec = None
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak <= factor * size + slack, (peak, size)
+    if rec is not None:
+        assert rec.data.ndim == 2 and rec.data.shape[1] == len(rec.channels)
+        assert rec.fs > 0 and all(0 <= m[0] < rec.n_samples for m in rec.markers)
     return rec

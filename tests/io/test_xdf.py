@@ -1,14 +1,27 @@
 """XDF recordings read back by pyxdf (with and without footers) and by ampkit."""
 
+import datetime as dt
+import struct
+
 import numpy as np
 import pytest
 import pyxdf
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from iohelpers import expected, make_blocks, record
+from iohelpers import (
+    expected,
+    foreign,
+    make_blocks,
+    read_or_refuse,
+    record,
+    xdf_chunk,
+    xdf_offset,
+    xdf_samples,
+    xdf_stream_header,
+)
 
 import ampkit.io
-from ampkit.errors import RecordingError
+from ampkit.errors import ConfigurationError, RecordingError
 from ampkit.io.recorder import Recorder
 from ampkit.io.writer import Header
 from ampkit.io.xdf import BOUNDARY, XDFWriter, read_xdf
@@ -97,7 +110,7 @@ def test_round_trip_fuzz(tmp_path_factory, sizes, texts, n_ch):
     chunks, index = [], 0
     from ampkit.io.writer import Mark
 
-    marks = [Mark(0, 0.0, 7.0 + i, t) for i, t in enumerate(texts)]
+    marks = [Mark(0, 0.0, 7.0 + i / 1000.0, t) for i, t in enumerate(texts)]
     for i, n in enumerate(sizes):
         chunk = rng.standard_normal((n, n_ch)).astype(np.float32)
         w.write(chunk, 7.0 + (index + np.arange(n)) / 500.0, marks if i == 0 else [])
@@ -106,7 +119,8 @@ def test_round_trip_fuzz(tmp_path_factory, sizes, texts, n_ch):
     w.close()
     rec = read_xdf(path)
     np.testing.assert_array_equal(rec.data, np.concatenate(chunks))
-    assert [m[2] for m in rec.markers] == texts
+    # markers 1 ms apart from the first sample on; those after the last sample are dropped
+    assert [m[2] for m in rec.markers] == texts[: max(0, 2 * index - 1)]
     eeg, mk = _load(path)
     assert eeg["time_series"].shape == (index, n_ch)
     assert [r[0] for r in mk["time_series"]] == texts
@@ -133,3 +147,186 @@ def test_reader_fuzz_damaged_files(tmp_path_factory, flips, cut):
     except RecordingError:
         return
     assert rec.data.ndim == 2
+
+
+# -- files written by other software, compared with pyxdf ---------------------------
+
+
+def _pyxdf_view(path, stream=None):
+    """What pyxdf makes of ``path`` (clocks synchronised, not dejittered): the
+    chosen stream and the markers at the first sample at or after them."""
+    streams, _ = pyxdf.load_xdf(str(path), dejitter_timestamps=False, synchronize_clocks=True)
+    numeric = [s for s in streams if s["info"]["channel_format"][0] != "string"]
+    if stream is not None:
+        numeric = [s for s in numeric if stream in (s["info"]["name"][0], s["info"]["type"][0])]
+    data = next((s for s in numeric if len(s["time_stamps"])), numeric[0])
+    ts = data["time_stamps"]
+    markers = []
+    for s in streams:
+        if s["info"]["channel_format"][0] == "string":
+            rows = np.searchsorted(ts, s["time_stamps"], side="left")
+            markers += [(int(r), v[0]) for r, v in zip(rows, s["time_series"], strict=True)
+                        if r < len(ts)]
+    return data, sorted(markers)
+
+
+def _same_as_pyxdf(path, stream=None):
+    rec = ampkit.io.read(path, stream=stream)
+    data, markers = _pyxdf_view(path, stream)
+    assert rec.n_samples == len(data["time_stamps"])
+    np.testing.assert_allclose(rec.data, data["time_series"], rtol=1e-6)
+    np.testing.assert_allclose(rec.timestamps, data["time_stamps"], rtol=0, atol=1e-6)
+    assert rec.fs == float(data["info"]["nominal_srate"][0]) or not rec.fs
+    assert rec.effective_fs == pytest.approx(data["info"]["effective_srate"], rel=1e-6)
+    assert sorted((s, t) for s, _, t in rec.markers) == markers
+    return rec
+
+
+@pytest.mark.parametrize("path", foreign("xdf/*.xdf"))
+def test_foreign_files_read_as_pyxdf_reads_them(path):
+    rec = _same_as_pyxdf(path)
+    assert rec.n_samples > 0
+
+
+@pytest.mark.parametrize("path", foreign("xdf/empty_streams.xdf"))
+def test_an_empty_stream_is_not_chosen(path):
+    streams, _ = pyxdf.load_xdf(str(path))
+    first = next(s for s in streams if s["info"]["channel_format"][0] != "string")
+    assert len(first["time_stamps"]) == 0  # the file's first numeric stream is empty
+    rec = ampkit.io.read(path)
+    assert rec.n_samples == 10 and rec.amp == "Data stream: test stream 0 counter"
+    empty = ampkit.io.read(path, stream="Empty data stream: test stream 0 counter")
+    assert empty.n_samples == 0
+    with pytest.raises(ConfigurationError, match="holds text markers"):
+        ampkit.io.read(path, stream="control")
+    with pytest.raises(ConfigurationError, match="no stream named or of type 'EEG'.*ctrl"):
+        ampkit.io.read(path, stream="EEG")
+
+
+def _lab_recording(path, reset=True, stamps_every=1):
+    """A LabRecorder-like file: an EEG stream and a marker stream, each on its own
+    clock with clock offsets every 5 s; the EEG computer's clock is reset (jumps
+    back 3000 s) in the middle, with a new offset."""
+    fs, n = 100.0, 4000
+    k = np.arange(n)
+    true = 1000.0 + k / fs  # the recording computer's clock
+    drift = 20e-6 * (true - 1000.0)
+    before = 50.0 + drift  # the EEG clock = true - offset; offsets slowly drift
+    after = -2000.0 + drift  # after the reset
+    cut = n // 2 if reset else n
+    offset = np.where(k < cut, before, after)
+    eeg_stamps = true - offset
+    values = np.column_stack([k, -k]).astype(np.float32)
+    out = [b"XDF:", xdf_chunk(1, b'<?xml version="1.0"?><info><version>1.0</version>'
+                                 b"<datetime>2024-03-04T05:06:07+01:00</datetime></info>"),
+           xdf_stream_header(1, "BioSemi", "EEG", 2, fs,
+                             desc="<desc><channels><channel><label>A</label><unit>microvolts"
+                                  "</unit><type>EEG</type></channel><channel><label>B</label>"
+                                  "<unit>microvolts</unit><type>EOG</type></channel>"
+                                  "</channels></desc>"),
+           xdf_stream_header(2, "Markers", "Markers", 1, 0, "string")]
+    marker_true = 1000.0 + np.array([0.5037, 3.333, 12.0041, 19.995, 20.004, 25.5027, 39.0019])
+    marker_stamps = marker_true - 7.25  # the stimulus computer: a constant offset
+    for start in range(0, n, 100):
+        stop = start + 100
+        rows = [eeg_stamps[i] if i % stamps_every == 0 or i == start else None
+                for i in range(start, stop)]
+        out.append(xdf_samples(1, rows, values[start:stop]))
+        t = true[start]
+        if start % 500 == 0:
+            out.append(xdf_offset(1, t - offset[start], offset[start]))
+            out.append(xdf_offset(2, t - 7.25, 7.25))
+        for j in np.flatnonzero((marker_true >= t) & (marker_true < true[stop - 1] + 0.01)):
+            out.append(xdf_samples(2, [marker_stamps[j]], [[f"m{j}"]], "string"))
+    path.write_bytes(b"".join(out))
+    return path, true, marker_true
+
+
+@pytest.mark.parametrize("reset", [False, True])
+@pytest.mark.parametrize("stamps_every", [1, 7])
+def test_clock_offsets_and_resets_as_pyxdf(tmp_path, reset, stamps_every):
+    path, true, marker_true = _lab_recording(tmp_path / "lab.xdf", reset, stamps_every)
+    rec = _same_as_pyxdf(path)
+    np.testing.assert_allclose(rec.timestamps, true, atol=1e-6)  # back on one clock
+    want = [int(np.searchsorted(true, t - 1e-9)) for t in marker_true]
+    assert [s for s, _, _ in rec.markers] == want
+    assert rec.channels == ["A", "B"] and rec.units == ["µV", "µV"]
+    assert rec.types == ["eeg", "eog"] and rec.amp == "BioSemi"
+    assert rec.meas_date == dt.datetime(2024, 3, 4, 4, 6, 7, tzinfo=dt.timezone.utc)
+    raw = rec.to_mne()
+    assert raw.get_channel_types() == ["eeg", "eog"]
+    np.testing.assert_allclose(raw.get_data(), rec.data.T * 1e-6)
+    assert [round(o * 100) for o in raw.annotations.onset] == want
+
+
+def test_stream_chosen_by_name_or_type(tmp_path):
+    path, _, _ = _lab_recording(tmp_path / "lab.xdf")
+    assert ampkit.io.read(path, stream="BioSemi").n_samples == 4000
+    assert ampkit.io.read(path, stream="eeg").n_samples == 4000  # case does not matter
+    with pytest.raises(ConfigurationError, match="stream= applies to XDF"):
+        ampkit.io.read(tmp_path / "x.bdf", stream="EEG")
+
+
+def test_effective_rate_from_the_footer(tmp_path):
+    path = tmp_path / "f.xdf"
+    path.write_bytes(b"XDF:" + xdf_stream_header(1, "a", "EEG", 1, 100.0)
+                     + xdf_samples(1, [1.0, 1.01, 1.02], [[1], [2], [3]])
+                     + xdf_chunk(6, struct.pack("<I", 1) + b"<info><effective_srate>"
+                                 b"99.97</effective_srate></info>"))
+    rec = ampkit.io.read(path)
+    assert rec.fs == 100.0 and rec.effective_fs == 99.97
+
+
+def test_hostile_stream_headers(tmp_path):
+    cases = {
+        "count": xdf_stream_header(1, "a", "EEG", 100_000_000, 100.0),
+        "negative": xdf_stream_header(1, "a", "EEG", -1, 100.0),
+        "rate": xdf_stream_header(1, "a", "EEG", 1, "1e400"),
+        "format": xdf_stream_header(1, "a", "EEG", 1, 100.0, "float128"),
+        "bomb": xdf_chunk(2, struct.pack("<I", 1) + b'<?xml version="1.0"?><!DOCTYPE l ['
+                          b'<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;">]>'
+                          b"<info><name>&b;</name></info>"),
+    }
+    for name, header in cases.items():
+        path = tmp_path / f"{name}.xdf"
+        path.write_bytes(b"XDF:" + header)
+        with pytest.raises(RecordingError, match=f"{name}.xdf: damaged chunk"):
+            read_or_refuse(read_xdf, path, [path], factor=8) or read_xdf(path)
+
+
+# -- any bytes: read, or refused naming the file ------------------------------------
+
+
+@settings(max_examples=120, deadline=2000)
+@given(
+    seed=st.sampled_from(["ampkit", "lab"]),
+    mutation=st.one_of(
+        st.tuples(st.just("cut"), st.integers(0, 10**6)),
+        st.tuples(st.just("flip"), st.lists(st.tuples(st.integers(0, 10**6),
+                                                       st.integers(0, 255)), max_size=6)),
+        st.tuples(st.just("insert"), st.tuples(st.integers(0, 10**6), st.binary(max_size=30))),
+        st.tuples(st.just("any"), st.binary(max_size=400)),
+    ),
+)
+def test_any_bytes_read_or_refused(tmp_path_factory, seed, mutation):
+    d = tmp_path_factory.mktemp("xdfany")
+    path = d / "s.xdf"
+    if seed == "ampkit":
+        record(path, make_blocks(n_blocks=3, channels=2), channels=2)
+    else:
+        full = _lab_recording(d / "full.xdf", stamps_every=3)[0].read_bytes()
+        path.write_bytes(full[:6000])
+    raw = bytearray(path.read_bytes())
+    kind, arg = mutation
+    if kind == "cut":
+        raw = raw[: arg % (len(raw) + 1)]
+    elif kind == "flip":
+        for pos, value in arg:
+            raw[pos % len(raw)] = value
+    elif kind == "insert":
+        pos = arg[0] % (len(raw) + 1)
+        raw[pos:pos] = arg[1]
+    else:
+        raw = bytearray(b"XDF:" + arg)
+    path.write_bytes(bytes(raw))
+    read_or_refuse(ampkit.io.read, path, [path])
