@@ -10,9 +10,10 @@ Why ampkit writes BDF+ itself instead of through pyedflib's ``EdfWriter``:
 edflib keeps annotations in memory until the file is closed and leaves the
 header's record count at -1 while writing, so a killed recording loses every
 marker and pyedflib refuses to open it. This writer puts each annotation into
-the next data record it writes and rewrites the record count at every flush,
-so a recording killed with SIGKILL opens in MNE and pyedflib with its markers
-up to the last flush. The format is read back by both in the tests.
+the first data record it writes that holds the annotation's sample (never an
+earlier one) and rewrites the record count at every flush, so a recording
+killed with SIGKILL opens in MNE and pyedflib with its markers up to the last
+flush, and never with an annotation past its data. The format is read back by both in the tests.
 
 Quantisation: each channel maps a physical range onto the 24-bit integers;
 by default ±262143 µV (31.25 nV steps, BioSemi's range) scaled to the

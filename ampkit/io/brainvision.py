@@ -23,8 +23,11 @@ markers goes to the operating system at each flush (the recorder flushes every
 Marker texts go into ``.vmrk`` as type ``Comment`` (MNE shows them as
 ``Comment/<text>``), except texts already of the form ``Stimulus/...`` or
 ``Response/...``, which keep that type (MNE shows them unchanged and maps them
-to events). Commas are written as ``\\1`` (the format's escape); line breaks
-in marker texts become spaces in ``.vmrk`` and ``.marker``.
+to events). Commas are written as ``\\1`` (the format's escape), and a ``\\1``
+in a text gets an invisible word joiner (U+2060) after its backslash, since
+the format has no other escape (MNE then shows it as written, not as a
+comma; ``ampkit.io.read`` removes the joiner); line breaks in marker texts
+become spaces in ``.vmrk`` and ``.marker``.
 """
 
 from __future__ import annotations
