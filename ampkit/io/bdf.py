@@ -605,6 +605,7 @@ def read_bdf(path: os.PathLike | str, stim_channel: str | list[str] | None = "au
         annotations = _read_tals(tals)
         for onset, _, text_ in annotations:
             placed.append((marker_sample(onset, fs), onset, text_))
+    events = set()  # the same event on two trigger channels is one, as in mne.find_events
     for i in stim:
         values = trigger_values(i)
         steps = trigger_onsets(values)
@@ -613,8 +614,10 @@ def read_bdf(path: os.PathLike | str, stim_channel: str | list[str] | None = "au
         else:  # another rate: the first sample of ours that shows the new value
             rec, k = np.divmod(steps, spr[i])
             samples = rec * n_spr + -((-k * n_spr) // spr[i])
-        placed += [(int(s), int(s) / fs, str(int(values[k]))) for s, k in zip(samples, steps,
-                                                                                 strict=True)]
+        for sample, k in zip(samples.tolist(), steps.tolist(), strict=True):
+            if (sample, int(values[k])) not in events:
+                events.add((sample, int(values[k])))
+                placed.append((sample, sample / fs, str(int(values[k]))))
     amp = equipment[4] if len(equipment) > 4 and equipment[4] != "X" else ""
     return Recording(
         data=data,

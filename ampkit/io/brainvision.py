@@ -423,6 +423,12 @@ def _parse_vhdr(path: Path) -> dict:
             types.append("stim")
         else:
             types.append("eeg")
+    # MNE makes a channel placed at the origin ([Coordinates] radius 0) misc
+    for key, value in sec.get("coordinates", []):
+        index = int(key[2:]) - 1 if re.fullmatch(r"ch\d{1,9}", key) else -1
+        radius = value.split(",")[0].strip()
+        if 0 <= index < n_ch and types[index] != "eog" and radius in ("0", "0.0"):
+            types[index] = "misc"
     data_format = (_get(sec, common, "dataformat") or "BINARY").upper()
     orientation = (_get(sec, common, "dataorientation") or "MULTIPLEXED").upper()
     data_type = (_get(sec, common, "datatype") or "TIMEDOMAIN").upper()

@@ -284,6 +284,19 @@ def test_status_bits_above_the_triggers_are_masked(tmp_path):
     assert [(s, t) for s, _, t in rec.markers] == [(50, "255"), (120, "259")]
 
 
+def test_one_event_on_two_trigger_channels_is_one_marker(tmp_path):
+    trig = np.zeros(300, np.int64)
+    trig[[40, 41, 200]] = [3, 3, 9]
+    path = craft_edf(tmp_path / "two.bdf", [
+        {"label": "STATUS", "spr": 100, "digital": trig},
+        {"label": "trigger", "spr": 100, "digital": trig},
+        {"label": "C3", "spr": 100, "digital": np.arange(300)}], bdf=True)
+    rec = ampkit.io.read(path)
+    raw = mne.io.read_raw_bdf(path, preload=True)
+    _same_as_mne(rec, raw, stim=["STATUS", "trigger"])
+    assert [(s, t) for s, _, t in rec.markers] == [(40, "3"), (200, "9")]
+
+
 def test_mixed_rates(tmp_path, caplog):
     n = 1024
     slow = np.sin(np.arange(n // 8) / 5) * 100

@@ -517,3 +517,9 @@ def test_any_bytes_read_or_refused(tmp_path_factory, seed, which, drop_meta, mut
         raw = bytearray(arg)
     path.write_bytes(bytes(raw))
     read_or_refuse(ampkit.io.read, d / "s.vhdr", files)
+
+
+def test_channels_at_the_origin_are_misc_as_in_mne(tmp_path):
+    coordinates = "[Coordinates]\nCh1=1,-90,-72\nCh2=0,0,0\nCh3=1,45,90\n"
+    rec, raw = _same_as_mne(_craft(tmp_path, extra=coordinates))
+    assert rec.types == ["eeg", "misc", "misc"]
