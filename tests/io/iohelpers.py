@@ -190,3 +190,56 @@ def read_or_refuse(read, path, files, factor: int = 48, slack: int = 2**19):
         assert rec.data.ndim == 2 and rec.data.shape[1] == len(rec.channels)
         assert rec.fs > 0 and all(0 <= m[0] < rec.n_samples for m in rec.markers)
     return rec
+
+
+def mutations(span: int = 10**5, prefix: bytes = b""):
+    """A hypothesis strategy of damage to a file: cut, flipped bytes, inserted
+    bytes, a header field overwritten, or any bytes at all (after ``prefix``)."""
+    from hypothesis import strategies as st
+
+    return st.one_of(
+        st.tuples(st.just("cut"), st.integers(0, span)),
+        st.tuples(st.just("flip"), st.lists(st.tuples(st.integers(0, span),
+                                                       st.integers(0, 255)), max_size=6)),
+        st.tuples(st.just("insert"), st.tuples(st.integers(0, span), st.binary(max_size=40))),
+        st.tuples(st.just("field"), st.tuples(st.integers(0, span), st.sampled_from(
+            [b"inf", b"-1", b"0", b"nan", b"1e400", b"99999999", b" "]))),
+        st.tuples(st.just("any"), st.binary(max_size=400).map(lambda b: prefix + b)),
+    )
+
+
+def mutate(raw: bytes, mutation) -> bytes:
+    """``raw`` damaged as one of :func:`mutations` says."""
+    out = bytearray(raw)
+    kind, arg = mutation
+    if kind == "cut":
+        return bytes(out[: arg % (len(out) + 1)])
+    if kind == "any":
+        return arg
+    if not out:
+        return b""
+    if kind == "flip":
+        for pos, value in arg:
+            out[pos % len(out)] = value
+    elif kind == "insert":
+        pos = arg[0] % (len(out) + 1)
+        out[pos:pos] = arg[1]
+    else:
+        pos = arg[0] % len(out)
+        out[pos : pos + 8] = arg[1].ljust(8)
+    return bytes(out)
+
+
+def assert_same_raw(got, want, n=None):
+    """Two MNE Raw objects alike: names, rate, types, date, values, annotations
+    (``want`` cut to ``n`` samples)."""
+    n = want.n_times if n is None else n
+    assert got.ch_names == want.ch_names
+    assert got.info["sfreq"] == want.info["sfreq"]
+    assert got.get_channel_types() == want.get_channel_types()
+    assert got.info["meas_date"] == want.info["meas_date"]
+    assert got.n_times == n
+    np.testing.assert_allclose(got.get_data(), want.get_data()[:, :n], rtol=1e-6, atol=1e-12)
+    assert list(got.annotations.description) == list(want.annotations.description)
+    np.testing.assert_allclose(got.annotations.onset, want.annotations.onset, atol=1e-9)
+    np.testing.assert_allclose(got.annotations.duration, want.annotations.duration, atol=1e-9)

@@ -6,25 +6,12 @@ import mne
 import numpy as np
 import pytest
 import pyxdf
-from iohelpers import expected, make_blocks, record
+from iohelpers import assert_same_raw, expected, make_blocks, record
 
 import ampkit.io
 from ampkit.io.recording import Recording, keep_markers_in_data, unique_names
 
 mne.set_log_level("ERROR")
-
-
-def _assert_same_raw(got, want, n=None):
-    n = want.n_times if n is None else n
-    assert got.ch_names == want.ch_names
-    assert got.info["sfreq"] == want.info["sfreq"]
-    assert got.get_channel_types() == want.get_channel_types()
-    assert got.info["meas_date"] == want.info["meas_date"]
-    assert got.n_times == n
-    np.testing.assert_allclose(got.get_data(), want.get_data()[:, :n], rtol=1e-6, atol=1e-13)
-    assert list(got.annotations.description) == list(want.annotations.description)
-    np.testing.assert_allclose(got.annotations.onset, want.annotations.onset, atol=1e-9)
-    np.testing.assert_allclose(got.annotations.duration, want.annotations.duration, atol=1e-9)
 
 
 UNITS = ["µV", "mV", "V", "µV"]
@@ -36,7 +23,7 @@ def test_five_files_to_mne_equals_read_raw_brainvision(tmp_path):
     rec = ampkit.io.read(tmp_path / "r")
     want = mne.io.read_raw_brainvision(tmp_path / "r.vhdr", preload=True)
     got = rec.to_mne()
-    _assert_same_raw(got, want)
+    assert_same_raw(got, want)
     assert got.info["meas_date"] is not None  # from the New Segment marker
     # the markers themselves keep their texts; MNE's view adds the BrainVision type
     assert [m[2] for m in rec.markers] == [m[2] for m in expected(blocks)[2]]
@@ -48,7 +35,7 @@ def test_bdf_to_mne_equals_read_raw_bdf(tmp_path):
     rec = ampkit.io.read(tmp_path / "r.bdf")
     want = mne.io.read_raw_bdf(tmp_path / "r.bdf", preload=True)
     # MNE shows the zeros padding the last 0.1 s record; ampkit drops them
-    _assert_same_raw(rec.to_mne(), want, n=rec.n_samples)
+    assert_same_raw(rec.to_mne(), want, n=rec.n_samples)
     assert want.n_times - rec.n_samples < 25
 
 
