@@ -1,23 +1,64 @@
 """Per-sample timestamps for drivers that do not know their sample times.
 
 :class:`SampleClock` turns "n samples arrived now" into one time per sample
-on :func:`ampkit.clock.local_clock`, and notices when samples are missing.
+on :func:`ampkit.clock.local_clock`, following the device's own clock, and
+notices when samples are missing.
 
-The model: sample *k* of a gap-free run was taken at ``anchor + k / fs``. A
-sample can never arrive before it was taken, so each block's arrival time
-bounds the anchor from above; the anchor follows the lower envelope of
-``arrival - k / fs`` (the block that arrived with the least delay). When a
-block arrives much later than the model predicts, samples are missing: the
-clock starts a new run at the late block and reports the gap.
+The model: sample *k* of a run was taken at ``t(k) = a + k * p``, where
+``p`` is the device's true sample period (its crystal runs some ppm off the
+nominal ``1 / fs``) and ``a`` the run's start. A block arrives after its
+newest sample was taken, never before, and usually a little after (transport
+and scheduling delays: mostly short, sometimes long, never negative). So the
+points ``(k_last, arrival)`` of all blocks lie on or above the line ``t(k)``,
+and the line is found as the *lower envelope* of the points, both its slope
+and its offset: the line under all points of the last ``window`` seconds that
+is highest at their mean ``k`` (a small linear programme whose solution is
+an edge of the points' lower convex hull; Moon, Skelly and Towsley, "Estimation
+and removal of clock skew from network delay measurements", INFOCOM 1999). Only
+the least delayed arrivals decide it, so delays, stalls and bursts of any size
+do not move it. The points are thinned to the least delayed block of every
+quarter second, and the hull is kept incrementally (two hulls, restarted in
+turn every ``window / 2``, so the fit covers the last ``window / 2`` to
+``window`` seconds): the work per block is a few arithmetic operations.
+
+The timestamps handed out follow the fit smoothly: after each refit the
+stamps slew towards the new line over about a second, so they stay strictly
+increasing and continuous. A block that arrives *before* the stamps predict
+proves them late: they are moved back to it at once (that block's samples
+are spread between the previous sample and its arrival).
+
+Gaps: drivers whose device numbers its samples (RDA's block counter, the
+Cyton's sample number) pass the count lost (``lost=``) and turn arrival-time
+detection off. Without a counter, a block that arrives ``gap_threshold``
+later than the line predicts may be a stall (the samples come late, then in
+a burst) or a loss (every later block is late by the same amount): the clock
+keeps stamping on the line until blocks have stayed late for ``confirm``
+seconds, then declares the gap, sized from the least late of those blocks,
+moves the stamps forward by it and fits the new run's offset afresh.
 """
 
 from __future__ import annotations
 
+import bisect
+import logging
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
 __all__ = ["SampleClock", "Gap", "RecentStamps"]
+
+logger = logging.getLogger("ampkit")
+
+#: Seconds of arrivals of which the least delayed block becomes a fit point.
+BUCKET = 0.25
+#: Seconds over which the stamps slew to a new fit.
+SLEW = 1.0
+#: Seconds of arrivals after which the fit's own slope is trusted over the
+#: nominal one (at the start of acquisition).
+TRUST = 1.0
+#: Blocks that must stay late before an arrival-time gap is declared.
+CONFIRM_BLOCKS = 8
 
 
 @dataclass(frozen=True)
@@ -40,16 +81,95 @@ class Gap:
     n_missing: int
 
 
+class _LowerHull:
+    """The lower convex hull of points added in increasing ``x``.
+
+    Also keeps the points' count and mean ``x`` (where the fit is made).
+    """
+
+    __slots__ = ("xs", "ys", "first", "count", "sum_x")
+
+    def __init__(self) -> None:
+        self.xs: list[float] = []
+        self.ys: list[float] = []
+        self.first = 0.0
+        self.count = 0
+        self.sum_x = 0.0
+
+    def add(self, x: float, y: float) -> None:
+        xs, ys = self.xs, self.ys
+        if not self.count:
+            self.first = x
+        self.count += 1
+        self.sum_x += x
+        if xs and x <= xs[-1]:
+            # Same x again (only after a restart at the same sample): keep the lower.
+            if y >= ys[-1]:
+                return
+            xs.pop()
+            ys.pop()
+        while len(xs) >= 2:
+            ox, oy = xs[-2], ys[-2]
+            # The last vertex is not below the chord from the one before to
+            # the new point: no longer part of the lower hull.
+            if (xs[-1] - ox) * (y - oy) - (ys[-1] - oy) * (x - ox) <= 0.0:
+                xs.pop()
+                ys.pop()
+            else:
+                break
+        xs.append(x)
+        ys.append(y)
+
+    def span(self) -> float:
+        return self.xs[-1] - self.first if self.count else 0.0
+
+    def fit(self) -> tuple[float, float, float] | None:
+        """``(x, y, slope)``: the hull's edge under the points' mean ``x``
+        (the highest line under all points there), or None for one vertex."""
+        xs = self.xs
+        if len(xs) < 2:
+            return None
+        xc = self.sum_x / self.count
+        i = min(max(bisect.bisect_right(xs, xc), 1), len(xs) - 1)
+        slope = (self.ys[i] - self.ys[i - 1]) / (xs[i] - xs[i - 1])
+        return xc, self.ys[i - 1] + slope * (xc - xs[i - 1]), slope
+
+    def offset(self, slope: float) -> float:
+        """The highest ``c`` with ``c + slope * x`` under every point."""
+        return min(y - slope * x for x, y in zip(self.xs, self.ys, strict=True))
+
+
 class SampleClock:
-    """Estimate sample times from arrival times and a nominal rate.
+    """Estimate sample times from arrival times: the device's rate and offset.
 
     Parameters
     ----------
     fs : float
         Nominal sampling frequency in Hz.
     gap_threshold : float, optional
-        Seconds a block may arrive later than predicted before the clock
-        decides samples were lost. Defaults to ``max(0.25, 10 / fs)``.
+        Shortest loss, in seconds, found from arrival times. Defaults to
+        ``max(10 / fs, 0.05)``.
+    detect_gaps : bool
+        Find gaps from arrival times. Drivers whose device counts samples
+        turn this off and pass the count lost to :meth:`stamp` instead.
+    window : float
+        Seconds of arrivals the fit uses (the last ``window / 2`` to
+        ``window``): longer averages over more arrivals, shorter follows a
+        device whose rate wanders (with temperature) sooner.
+    confirm : float
+        Seconds blocks must stay late before an arrival-time gap is
+        declared (a stall resolves sooner: its samples come in a burst).
+    max_skew : float
+        Largest relative deviation of the device's rate from ``fs`` the fit
+        accepts (0.02: 2 %).
+
+    Attributes
+    ----------
+    fs : float
+        The nominal rate.
+    rate : float or None
+        The device's effective rate in Hz as measured so far (None until
+        the arrivals of a second were seen).
 
     Examples
     --------
@@ -59,19 +179,88 @@ class SampleClock:
     array([9.96, 9.97, 9.98, 9.99, 10.  ])
     """
 
-    def __init__(self, fs: float, gap_threshold: float | None = None) -> None:
-        if not fs > 0:
+    def __init__(
+        self,
+        fs: float,
+        gap_threshold: float | None = None,
+        *,
+        detect_gaps: bool = True,
+        window: float = 120.0,
+        confirm: float = 0.1,
+        max_skew: float = 0.02,
+    ) -> None:
+        if not fs > 0 or not math.isfinite(fs):
             raise ValueError(f"sampling frequency must be positive, got {fs!r}")
         self.fs = float(fs)
         self.period = 1.0 / self.fs
         self.gap_threshold = (
-            max(0.25, 10.0 * self.period) if gap_threshold is None else gap_threshold
+            max(10.0 * self.period, 0.05) if gap_threshold is None else float(gap_threshold)
         )
-        self._anchor: float | None = None
-        self._count = 0  # samples stamped since the anchor
-        self._last = -np.inf  # time of the newest sample stamped
+        if not self.gap_threshold > 0:
+            raise ValueError(f"gap_threshold must be positive, got {gap_threshold!r}")
+        if not window > 2 * BUCKET:
+            raise ValueError(f"window must be longer than {2 * BUCKET} s, got {window!r}")
+        self.detect_gaps = bool(detect_gaps)
+        self.window = float(window)
+        self.confirm = float(confirm)
+        self.max_skew = float(max_skew)
+        self._half = 0.5 * self.window * self.fs  # samples
+        self._slew = SLEW * self.fs  # samples
+        self._watch_level = 0.75 * self.gap_threshold if self.detect_gaps else math.inf
+        self._k = 0  # index of the next sample (counting lost ones)
+        self._last = -math.inf  # the newest stamp handed out
+        self._slope = self.period  # the fitted period
+        self._started = False
+        self._measured = False
+        self._runs = 0
 
-    def stamp(self, n: int, arrival: float) -> tuple[np.ndarray, Gap | None]:
+    # -- state -------------------------------------------------------------
+
+    @property
+    def rate(self) -> float | None:
+        """The device's effective sampling rate in Hz as measured so far,
+        None until the arrivals of a second were seen."""
+        return 1.0 / self._slope if self._measured else None
+
+    def restart(self) -> None:
+        """Begin a new run: the next block's samples have an unknown phase.
+
+        For a device that restarted its acquisition (a new recording on an
+        RDA server): the estimated rate is kept, the offset is found afresh
+        from the next arrivals.
+        """
+        self._started = False
+
+    def _begin(self, k: int, n: int, arrival: float) -> None:
+        first_run = not self._runs
+        self._runs += 1
+        self._started = True
+        # Stamps: t(k) = _to + _s * (k - _ko), the last sample at the arrival.
+        self._ko = k + n - 1
+        self._to = arrival
+        self._s = self._slope
+        if first_run:
+            self._tref = arrival
+            self._kref = self._ko
+        self._reset_fit(arrival, trust=TRUST * self.fs if first_run else self._half)
+        x = float(self._ko - self._kref)
+        self._line = (x, arrival - self._tref - x * self.period, self._slope - self.period)
+        self._cand_t: float | None = None
+        self._watch = self._watch_level
+
+    def _reset_fit(self, arrival: float, trust: float) -> None:
+        self._hull = self._young = _LowerHull()
+        self._trust = trust
+        self._prior = self._slope
+        self._anchor: tuple[float, float] | None = None  # a point of the prior line
+        self._bucket_end = arrival + BUCKET
+        self._best = math.inf
+        self._best_k = 0
+        self._best_t = 0.0
+
+    # -- stamping ------------------------------------------------------------
+
+    def stamp(self, n: int, arrival: float, lost: int = 0) -> tuple[np.ndarray, Gap | None]:
         """Return times for ``n`` samples whose newest arrived at ``arrival``.
 
         Parameters
@@ -80,44 +269,144 @@ class SampleClock:
             Number of samples in the block.
         arrival : float
             ``local_clock()`` when the block was received.
+        lost : int
+            Samples the device's counter says were lost before this block
+            (they advance the sample index; no :class:`Gap` is returned for
+            them: the caller knows).
 
         Returns
         -------
         timestamps : ndarray of float64, shape (n,)
-            Strictly increasing, continuing those of earlier blocks.
+            Strictly increasing, continuing those of earlier blocks, never
+            after ``arrival``.
         gap : Gap or None
-            Set when samples before this block appear to be missing.
+            Set when arrival times show samples before this block missing
+            (``detect_gaps`` only).
         """
-        if n == 0:
+        k = self._k + lost
+        if n <= 0:
+            self._k = k
             return np.empty(0, np.float64), None
-        gap = None
-        if self._anchor is None:
-            self._anchor = arrival - (n - 1) * self.period
-        else:
-            lateness = arrival - (self._anchor + (self._count + n - 1) * self.period)
-            if lateness > self.gap_threshold:
-                first = arrival - (n - 1) * self.period
-                duration = first - self._last - self.period
-                gap = Gap(first, duration, max(1, round(duration * self.fs)))
-                self._anchor, self._count = first, 0
-            elif lateness < 0:
-                # Arrived before its predicted time: the model ran late.
-                self._anchor += lateness
-        # anchor + (count + k) * period, in place (this runs for every block)
-        ts = np.arange(self._count, self._count + n, dtype=np.float64)
-        ts *= self.period
-        ts += self._anchor
-        if ts[0] <= self._last:
-            # The anchor moved back past the previous block: spread this
-            # block evenly between the previous sample and its own newest
-            # sample so times stay increasing.
-            step = (ts[-1] - self._last) / n
-            if step <= 0:  # arrival not after the previous sample: only rounding
-                step = self.period * 1e-6
-            ts = self._last + step * np.arange(1, n + 1)
-        self._count += n
+        if not self._started:
+            self._begin(k, n, arrival)
+        if arrival >= self._bucket_end:
+            self._refit(k, arrival)
+        s = self._s
+        first = self._to + s * (k - self._ko)
+        late = arrival - (first + s * (n - 1))
+        gap = 0
+        if late > self._watch:
+            gap = self._late_block(late, arrival, k + n - 1)
+            if gap:
+                first = self._to + s * (k - self._ko)
+                late = arrival - (first + s * (n - 1))
+        if late < 0.0:
+            # Arrived before its predicted time: the stamps run late.
+            self._to += late
+            first += late
+        if late < self._best:
+            self._best = late
+            self._best_k = k + n - 1
+            self._best_t = arrival
+        last = self._last
+        if first <= last:
+            # Moved back past the previous block: spread this block evenly
+            # between the previous sample and its own last sample.
+            s = (first + (n - 1) * s - last) / n
+            if s <= 0.0:  # only rounding
+                s = self.period * 1e-6
+            first = last + s
+        # One call: numpy fills first + i * step (arange of floats).
+        ts = np.arange(first, first + (n - 0.5) * s, s)
         self._last = float(ts[-1])
-        return ts, gap
+        self._k = k + n
+        if gap:
+            duration = float(ts[0]) - self._gap_from - self.period
+            return ts, Gap(float(ts[0]), duration, gap)
+        return ts, None
+
+    def _late_block(self, late: float, arrival: float, last_k: int) -> int:
+        """A block later than the watch level: open, keep or close a gap
+        candidate. Returns the samples missing once a gap is confirmed."""
+        threshold = self.gap_threshold
+        if self._cand_t is None:
+            if late > self._watch_level:
+                self._cand_t = arrival
+                self._cand_late = late
+                self._cand_blocks = 1
+                self._watch = -math.inf  # see every block until decided
+            return 0
+        if late < 0.5 * threshold:
+            # Back on the line: the late blocks were a stall, nothing lost.
+            self._cand_t = None
+            self._watch = self._watch_level
+            return 0
+        self._cand_blocks += 1
+        if late < self._cand_late:
+            self._cand_late = late
+        if arrival - self._cand_t < self.confirm or self._cand_blocks < CONFIRM_BLOCKS:
+            return 0
+        # Late for long enough: samples were lost, a whole number of them.
+        # The least late block came with the least delay (never negative),
+        # so the loss is the whole number of periods in its lateness (with
+        # a little room for the fit's own error).
+        slope = self._slope
+        missing = max(1, int(self._cand_late / slope + 0.1))
+        shift = missing * slope
+        self._gap_from = self._last
+        self._to += shift
+        self._cand_t = None
+        self._watch = self._watch_level
+        # A new run. Its line is the old one moved by the loss, unless its
+        # arrivals show it earlier (the count was one too many); the rate
+        # is kept until the new run's own fit spans half a window.
+        x = float(last_k - self._kref)
+        xc, yc, dslope = self._line
+        self._reset_fit(arrival, trust=self._half)
+        self._anchor = (x, yc + dslope * (x - xc) + shift)
+        return missing
+
+    def _refit(self, k: int, arrival: float) -> None:
+        """Close the bucket: add its best point, refit, steer the stamps."""
+        if self._best < math.inf:
+            x = float(self._best_k - self._kref)
+            y = self._best_t - self._tref - x * self.period
+            hull, young = self._hull, self._young
+            hull.add(x, y)
+            if young is not hull:
+                young.add(x, y)
+            if young.span() >= self._half:
+                self._hull = young
+                self._young = _LowerHull()
+        self._best = math.inf
+        self._bucket_end = arrival + BUCKET
+        hull = self._hull
+        if not hull.count:
+            return
+        fit = hull.fit() if hull.span() >= self._trust else None
+        limit = self.max_skew * self.period
+        if fit is not None:
+            xc, yc, dslope = fit
+            dslope = min(max(dslope, -limit), limit)
+            self._measured = True
+        else:
+            dslope = self._prior - self.period
+            xc = 0.0
+            yc = hull.offset(dslope)
+            if self._anchor is not None:
+                yc = min(yc, self._anchor[1] - dslope * self._anchor[0])
+        self._slope = self.period + dslope
+        self._line = (xc, yc, dslope)
+        # Steer: from the current stamp of sample k, reach the fitted line
+        # one slew time ahead.
+        x = float(k - self._kref)
+        now = self._to + self._s * (k - self._ko)
+        ahead = x + self._slew
+        target = self._tref + ahead * self.period + yc + dslope * (ahead - xc)
+        s = (target - now) / self._slew
+        self._s = max(s, 0.25 * self._slope)
+        self._to = now
+        self._ko = k
 
 
 class RecentStamps:
