@@ -2,8 +2,8 @@
 
 This is libmushu's ``Amplifier`` kept member for member, so drivers and
 scripts written for libmushu port mechanically, plus a context manager,
-:meth:`Amplifier.close` and two optional hooks (:meth:`Amplifier.get_units`
-and :meth:`Amplifier.get_timestamps`).
+:meth:`Amplifier.close` and optional hooks (:meth:`Amplifier.get_units`,
+:meth:`Amplifier.get_timestamps` and :meth:`Amplifier.get_effective_rate`).
 
 A driver author writes a subclass that talks to one device. Everything generic
 -- network markers, recording, timestamps, live buffers, LSL -- is added by
@@ -31,7 +31,8 @@ class Amplifier(Closing):
     Subclasses override :meth:`start`, :meth:`stop`, :meth:`get_data`,
     :meth:`get_channels` and :meth:`get_sampling_frequency`, usually
     :meth:`configure` and :meth:`is_available`, and optionally the hooks
-    :meth:`get_units`, :meth:`get_timestamps` and :meth:`close`.
+    :meth:`get_units`, :meth:`get_timestamps`, :meth:`get_effective_rate`
+    and :meth:`close`.
 
     The life cycle is::
 
@@ -149,6 +150,16 @@ class Amplifier(Closing):
         sample of that block, in seconds on :func:`ampkit.clock.local_clock`.
         The default returns ``None``: the decorator then estimates the times
         from arrival times and the sampling frequency.
+        """
+        return None
+
+    def get_effective_rate(self) -> float | None:
+        """Return the device's sampling rate as measured, in Hz, if known.
+
+        Device clocks run some ppm off their nominal rate. A driver that
+        estimates the real rate (with :class:`ampkit.timestamps.SampleClock`)
+        returns it here; the decorator shows it and recordings store it. The
+        default returns ``None``: not measured by the driver.
         """
         return None
 

@@ -7,8 +7,9 @@ libmushu amplifier, and it adds:
 
 * per-sample timestamps on :func:`ampkit.clock.local_clock`, taken from the
   driver when it knows them (:meth:`Amplifier.get_timestamps`) and estimated
-  from arrival times otherwise (:class:`ampkit.timestamps.SampleClock`), with
-  gap detection;
+  from arrival times otherwise (:class:`ampkit.timestamps.SampleClock`, which
+  follows the device's real rate), with gap detection; the device's measured
+  rate is :attr:`AmpDecorator.effective_rate`;
 * :meth:`AmpDecorator.get_block`, the richer read: a :class:`Block` of data,
   timestamps and markers with absolute times;
 * markers from other threads and programs (:meth:`AmpDecorator.add_marker`),
@@ -158,6 +159,8 @@ class AmpDecorator(Amplifier):
         self.gaps: list = []
         self._services: list[Service] = []
         self._clock: SampleClock | None = None
+        self._stamped = False  # the decorator's clock stamped a block
+        self._final_rate: float | None = None
         self._inbox: deque[tuple[float, str]] = deque()
         self._pending: list[tuple[float, str]] = []
         self._channels: list[str] = []
@@ -230,9 +233,11 @@ class AmpDecorator(Amplifier):
                 Replace an existing recording instead of raising
                 :class:`~ampkit.errors.RecordingError` (default False).
             gap_threshold : float
-                Seconds a block may arrive later than its samples predict
-                before samples are counted as lost (drivers without
-                timestamps only). Default ``max(0.25, 10 / fs)``.
+                Shortest loss, in seconds, found from arrival times (drivers
+                without timestamps only: blocks that stay this much later
+                than the device's clock predicts mean lost samples; see
+                :class:`~ampkit.timestamps.SampleClock`). Default
+                ``max(10 / fs, 0.05)``.
             lsl : bool or str
                 Publish the amp's data and markers as LSL streams while it
                 runs (:class:`ampkit.lsl.LSLPublisher`): ``True`` names the
@@ -283,6 +288,8 @@ class AmpDecorator(Amplifier):
             self.amp.stop()
             raise
         self.n_samples = self.n_markers = 0
+        self._stamped = False
+        self._final_rate = None
         self._last_time = -np.inf  # time of the newest sample delivered
         self._recent = RecentStamps(self._fs)
         self.gaps = []
@@ -331,6 +338,7 @@ class AmpDecorator(Amplifier):
         """
         if not self.running:
             raise StateError("stop() while not running")
+        self._final_rate = self.effective_rate  # for the recording's metadata
         self.running = False
         try:
             self.amp.stop()
@@ -364,18 +372,40 @@ class AmpDecorator(Amplifier):
         -------
         dict
             ``samples``, ``markers`` and ``gaps`` delivered since ``start()``,
-            plus whatever each running service reports.
+            ``effective_rate`` (Hz, 4 decimals) once measured, plus whatever
+            each running service reports.
         """
         info: dict[str, Any] = {
             "samples": self.n_samples,
             "markers": self.n_markers,
             "gaps": len(self.gaps),
         }
+        rate = self.effective_rate
+        if rate is not None:
+            info["effective_rate"] = round(rate, 4)
         for service in self._services:
             report = getattr(service, "status", None)
             if report is not None:
                 info.update(report())
         return info
+
+    @property
+    def effective_rate(self) -> float | None:
+        """The device's sampling rate as measured, in Hz; None if not measured.
+
+        Device clocks run some ppm off their nominal rate
+        (:meth:`get_sampling_frequency`). The driver's measurement
+        (:meth:`Amplifier.get_effective_rate`) when it has one, else that of
+        the decorator's own sample clock once it stamped blocks; None for
+        drivers that hand their own timestamps without a rate (LSL,
+        synthetic, replay). After ``stop()``, the value at the stop.
+        """
+        if not self.running:
+            return self._final_rate
+        rate = self.amp.get_effective_rate()
+        if rate is None and self._stamped and self._clock is not None:
+            rate = self._clock.rate
+        return None if rate is None else float(rate)
 
     # -- markers ---------------------------------------------------------
 
@@ -437,6 +467,7 @@ class AmpDecorator(Amplifier):
         gap = None
         if timestamps is None:
             timestamps, gap = self._clock.stamp(n, arrival)  # type: ignore[union-attr]
+            self._stamped = True
         else:
             timestamps = np.asarray(timestamps, dtype=np.float64)
         if n:

@@ -59,6 +59,7 @@ from ampkit.protocols.cyton import (
     parse_banner,
     uv_per_count,
 )
+from ampkit.timestamps import SampleClock
 from ampkit.worker import Worker
 
 __all__ = ["CytonAmp", "CytonLink", "probe"]
@@ -148,6 +149,10 @@ class CytonLink:
         self._io_lock = threading.Lock()
         self._fd: int | None = None
         self._last_bytes = 0.0
+        self._raw_time = 0.0  # when the newest bytes in _raw arrived
+        #: When the newest bytes of the samples last returned by :meth:`read`
+        #: arrived (``local_clock``).
+        self.arrival = 0.0
         self._lost: ConnectionLostError | None = None
 
     # -- commands -------------------------------------------------------
@@ -271,6 +276,7 @@ class CytonLink:
             self._last_bytes = local_clock()
             with self._cond:  # as a lock: nobody waits on it for a device port
                 self._raw += data
+                self._raw_time = self._last_bytes
             return len(data)
 
     def _read_loop(self, stop: threading.Event) -> None:
@@ -293,6 +299,7 @@ class CytonLink:
                 pending = (pending + len(data)) % PACKET_SIZE
                 with self._cond:
                     self._raw += data
+                    self._raw_time = self._last_bytes
                     self._cond.notify_all()
                 if self.read_interval:
                     # Let a few packets gather: fewer wake-ups of this
@@ -369,10 +376,12 @@ class CytonLink:
                     lost = exc
             with self._cond:
                 raw, self._raw = self._raw, bytearray()
+                arrival = self._raw_time
             if raw:
                 samples = self.assembler.push(self.parser.feed(raw))
                 if len(samples):
                     parts.append(samples)
+                    self.arrival = arrival
             if parts or lost is not None or not worker.is_alive:
                 break
             if local_clock() >= deadline:
@@ -450,8 +459,10 @@ class CytonAmp(Amplifier):
     radio link are found from the packets' sample numbers: each loss is
     logged, counted in :attr:`lost_samples` and marked with
     :data:`ampkit.decorator.GAP_MARKER` at the first sample after it. The
-    board has no clock the computer can read, so timestamps are left to
-    the decorator, which estimates them from arrival times.
+    board has no clock the computer can read: each sample's time comes from
+    a :class:`~ampkit.timestamps.SampleClock` that follows the board's own
+    rate from the arrival times of the bytes (see :doc:`/timing`), with the
+    sample numbers deciding losses.
 
     Attributes
     ----------
@@ -487,6 +498,8 @@ class CytonAmp(Amplifier):
         self.gap_count = 0
         self.lost_samples = 0
         self.skipped_bytes = 0
+        self._clock: SampleClock | None = None
+        self._timestamps: np.ndarray | None = None
         self.configure()
 
     def configure(
@@ -639,6 +652,8 @@ class CytonAmp(Amplifier):
         self.gap_count = 0
         self.lost_samples = 0
         self.skipped_bytes = 0
+        self._clock = SampleClock(self.get_sampling_frequency(), detect_gaps=False)
+        self._lost_after = 0  # lost after the last sample returned
         self.running = True
         CytonAmp._ports_in_use.add(self.port)
 
@@ -722,8 +737,10 @@ class CytonAmp(Amplifier):
         samples = link.read(wait=self.timeout)
         self.skipped_bytes = link.parser.n_skipped
         if samples is None:
+            self._timestamps = np.empty(0)
             n = len(self.get_channels())
             return np.empty((0, n)), []
+        self._timestamps = self._stamp(samples, link.arrival)
         if self.accel:
             data = np.empty((len(samples), self._scale.size + 3))
             np.multiply(samples.eeg, self._scale, out=data[:, :-3])
@@ -739,6 +756,35 @@ class CytonAmp(Amplifier):
             self.lost_samples += lost
             markers.append((row * period_ms, GAP_MARKER.format(n=lost)))
         return data, markers
+
+    def _stamp(self, samples: Samples, arrival: float) -> np.ndarray:
+        """Times of ``samples``, whose newest arrived at ``arrival``; the lost
+        samples the sample numbers show take their places in the clock."""
+        clock = self._clock
+        assert clock is not None
+        n = len(samples)
+        lost_before = self._lost_after
+        self._lost_after = 0
+        if not samples.gaps:
+            return clock.stamp(n, arrival, lost_before)[0]
+        extra = np.zeros(n, np.int64)
+        for row, lost in samples.gaps:
+            if row < n:
+                extra[row] += lost
+            else:
+                self._lost_after += lost
+        lost_before += int(extra[0])
+        extra[0] = 0
+        position = np.arange(n) + np.cumsum(extra)
+        return clock.stamp(int(position[-1]) + 1, arrival, lost_before)[0][position]
+
+    def get_timestamps(self) -> np.ndarray | None:
+        """Times of the samples last returned by ``get_data()`` (local_clock)."""
+        return self._timestamps
+
+    def get_effective_rate(self) -> float | None:
+        """The board's sample rate measured from arrival times (Hz)."""
+        return None if self._clock is None else self._clock.rate
 
     @staticmethod
     def is_available() -> bool:

@@ -414,9 +414,11 @@ class RDAAmp(Amplifier):
     ``start()``...) connects and waits for it. Samples are delivered in µV
     (raw value times the channel's resolution, int16 and float32 alike);
     RDA markers become ``(ms, '<type>/<description>')`` markers, e.g.
-    ``'Stimulus/S  1'``, at their sample. Each sample's time is the arrival
-    time of its block on :func:`ampkit.clock.local_clock`, smoothed by
-    :class:`~ampkit.timestamps.SampleClock`.
+    ``'Stimulus/S  1'``, at their sample. Each sample's time, on
+    :func:`ampkit.clock.local_clock`, comes from
+    :class:`~ampkit.timestamps.SampleClock`, which follows the server's own
+    sample rate from the arrival times of its blocks (see :doc:`/timing`);
+    ``nBlock`` alone decides losses.
 
     ``get_data()`` returns the buffer float32 samples were received into,
     scaled where they are (a copy only when it joins several blocks): the
@@ -465,6 +467,7 @@ class RDAAmp(Amplifier):
         self._queue: deque[list[Any]] = deque()
         self._queued = 0
         self._clock: SampleClock | None = None
+        self._restarted = False
         self._last_block: int | None = None
         self._last_points = 0
         self._last_time = 0.0
@@ -683,12 +686,14 @@ class RDAAmp(Amplifier):
                 return 0  # reconnected without losing a block
             if self._stopped or skipped >= 1 << 31:
                 # A new recording (counter restarted): estimate from the time.
+                self._restarted = True
                 first = arrival - (n - 1) / fs
                 return max(1, round((first - self._last_time) * fs) - 1)
             return skipped * self._last_points
         if skipped == 0:
             return 0
         if skipped >= 1 << 31:
+            self._restarted = True
             first = arrival - (n - 1) / fs
             return max(1, round((first - self._last_time) * fs) - 1)
         return skipped * self._last_points
@@ -716,12 +721,14 @@ class RDAAmp(Amplifier):
         self._last_points = n
         lost += self._pending_lost
         self._pending_lost = 0
+        # nBlock is the authority on losses: the clock only follows the
+        # server's sample rate (a late block is a late server, not a loss).
         if self._clock is None:
-            self._clock = SampleClock(fs, gap_threshold=max(1.0, 50.0 / fs))
-        stamps, _ = self._clock.stamp(lost + n, arrival)
-        # A late block without a gap in nBlock is a late server, not lost
-        # samples: the clock re-anchors and nothing is marked.
-        stamps = stamps[lost:]
+            self._clock = SampleClock(fs, detect_gaps=False)
+        elif self._restarted:
+            self._clock.restart()  # a new recording: its own phase
+        self._restarted = False
+        stamps = self._clock.stamp(n, arrival, lost)[0]
         self._last_time = float(stamps[-1])
         if not self.running:
             return None
@@ -879,3 +886,7 @@ class RDAAmp(Amplifier):
     def get_timestamps(self) -> np.ndarray | None:
         """Times of the samples last returned by ``get_data()`` (local_clock)."""
         return self._timestamps
+
+    def get_effective_rate(self) -> float | None:
+        """The server's sample rate measured from arrival times (Hz)."""
+        return None if self._clock is None else self._clock.rate
