@@ -444,6 +444,7 @@ def cmd_sim_rda(args: argparse.Namespace) -> int:
         host=args.host, port=args.port, channels=args.channels, fs=args.fs,
         block_size=args.block_size, dtype="int16" if args.int16 else "float32",
         resolution=args.resolution, marker_rate=args.marker_rate, preamble=args.preamble,
+        ppm=args.ppm,
     )
     try:
         sim.start()
@@ -454,6 +455,9 @@ def cmd_sim_rda(args: argparse.Namespace) -> int:
         f"{sim.dtype}; connect with ampkit.get_amp('rda', port={sim.port}). Ctrl-C stops.",
         flush=True,
     )
+    if sim.ppm:
+        print(f"clock {sim.ppm:+g} ppm off {sim.fs:g} Hz: sample k is sent at "
+              f"{sim.sample_time(0):.6f} + k / {sim.true_rate!r} s (local_clock)", flush=True)
     _serve(sim, args.duration)
     print(f"sent {sim.blocks_sent} blocks", flush=True)
     return 0
@@ -465,7 +469,7 @@ def cmd_sim_cyton(args: argparse.Namespace) -> int:
 
     try:
         sim = CytonSimulator(daisy=args.daisy, fs=args.fs, garbage=args.garbage,
-                             drop=args.drop, seed=args.seed)
+                             drop=args.drop, seed=args.seed, ppm=args.ppm)
     except (ValueError, OSError) as exc:
         raise ConfigurationError(f"cannot start the Cyton simulator: {exc}") from None
     sim.start()
@@ -562,6 +566,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--marker-rate", type=float, default=1.0, help="markers per second (0: none)")
     q.add_argument("--preamble", action="store_true",
                    help="send state/info/keep-alive/unknown messages before the start message")
+    q.add_argument("--ppm", type=float, default=0.0,
+                   help="run the amplifier's clock this many ppm off --fs (default 0)")
     q.add_argument("-d", "--duration", type=_seconds,
                    help="seconds to serve (default: until Ctrl-C)")
     q.set_defaults(func=cmd_sim_rda)
@@ -573,6 +579,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--drop", type=float, default=0.0,
                    help="probability per packet of not sending it (default 0)")
     q.add_argument("--seed", type=int, default=0, help="seed of the faults (default 0)")
+    q.add_argument("--ppm", type=float, default=0.0,
+                   help="run the board's clock this many ppm off --fs (default 0)")
     q.add_argument("-d", "--duration", type=_seconds, help="seconds to run (default: until Ctrl-C)")
     q.set_defaults(func=cmd_sim_cyton)
     sims.required = True

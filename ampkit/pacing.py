@@ -12,8 +12,32 @@ from __future__ import annotations
 import time
 
 from ampkit.clock import local_clock
+from ampkit.errors import ConfigurationError
 
-__all__ = ["Pacer"]
+__all__ = ["Pacer", "check_ppm", "skewed"]
+
+#: Largest clock error a simulator accepts, in ppm (1 %).
+MAX_PPM = 10_000.0
+
+
+def check_ppm(ppm: object) -> float:
+    """Return a clock error in ppm as a float, or raise ConfigurationError.
+
+    Simulators take ``ppm=`` to run their sample clock that far from the
+    nominal rate, as real crystals do; within +-:data:`MAX_PPM`.
+    """
+    if (
+        isinstance(ppm, bool)
+        or not isinstance(ppm, (int, float))
+        or not -MAX_PPM <= ppm <= MAX_PPM
+    ):
+        raise ConfigurationError(f"ppm must be a number within +-{MAX_PPM:g}, got {ppm!r}")
+    return float(ppm)
+
+
+def skewed(fs: float, ppm: float) -> float:
+    """The real rate of a clock that runs ``ppm`` parts per million off ``fs``."""
+    return fs * (1.0 + ppm * 1e-6)
 
 
 class Pacer:

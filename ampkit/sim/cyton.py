@@ -37,7 +37,7 @@ import numpy as np
 
 from ampkit.clock import local_clock
 from ampkit.errors import ProtocolError, StateError
-from ampkit.pacing import Pacer
+from ampkit.pacing import Pacer, check_ppm, skewed
 from ampkit.protocols.cyton import (
     SAMPLE_RATES,
     CommandParser,
@@ -98,6 +98,11 @@ class CytonSimulator(Closing):
         used up all the same).
     seed : int
         Seed of the fault generator, so faults repeat.
+    ppm : float
+        How far the board's clock runs from its nominal rate, in parts per
+        million (-100: 100 ppm slow), as real crystals do: packets are sent
+        at ``fs * (1 + ppm / 1e6)``. :meth:`sample_time` tells when each
+        sample was sent.
 
     Attributes
     ----------
@@ -123,9 +128,11 @@ class CytonSimulator(Closing):
         garbage: float = 0.0,
         drop: float = 0.0,
         seed: int = 0,
+        ppm: float = 0.0,
     ) -> None:
         if fs not in SAMPLE_RATES:
             raise ValueError(f"fs must be one of {SAMPLE_RATES}, got {fs!r}")
+        self.ppm = check_ppm(ppm)
         self.daisy = bool(daisy)
         self.fs = int(fs)
         self.amplitudes = np.asarray(
@@ -174,6 +181,20 @@ class CytonSimulator(Closing):
     def output_rate(self) -> float:
         """Rate of complete samples in Hz (``fs / 2`` with the Daisy)."""
         return self.fs / 2 if self._channels_on == 16 else float(self.fs)
+
+    @property
+    def true_rate(self) -> float:
+        """The rate complete samples really come at: :attr:`output_rate` off by ``ppm``."""
+        return skewed(self.output_rate, self.ppm)
+
+    def sample_time(self, index: np.ndarray | Sequence[int] | int) -> np.ndarray | float:
+        """When output sample ``index`` (0 = first after ``b``) was sent
+        (``local_clock``): its packet (with the Daisy, its second packet) went
+        out then."""
+        packet = np.asarray(index, np.float64)
+        if self._channels_on == 16:
+            packet = 2.0 * packet + 1.0
+        return self._pacer.t0 + (packet + 1.0) / self._pacer.fs
 
     def expected_uv(self, index: np.ndarray | Sequence[int]) -> np.ndarray:
         """The input signal in µV at output samples ``index`` (0 = first after ``b``).
@@ -336,7 +357,7 @@ class CytonSimulator(Closing):
         self._out.clear()
         self._sample_number = 0
         self.n_sent = self.n_dropped = 0
-        self._pacer = Pacer(self.fs)
+        self._pacer = Pacer(skewed(self.fs, self.ppm))
         self._pacer.start()
 
     def _produce(self, n: int) -> None:

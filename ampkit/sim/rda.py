@@ -33,7 +33,7 @@ import numpy as np
 from ampkit.clock import local_clock
 from ampkit.drivers.synthetic import check_positive_int, check_positive_number
 from ampkit.errors import ConfigurationError, StateError
-from ampkit.pacing import Pacer
+from ampkit.pacing import Pacer, check_ppm, skewed
 from ampkit.protocols import rda
 from ampkit.worker import Closing, Worker
 
@@ -88,6 +88,12 @@ class RDASimulator(Closing):
         takes them, only while a client is connected (False, for benchmarks).
     send_timeout : float
         Seconds a client may block a send before it is dropped.
+    ppm : float
+        How far the simulated amplifier's clock runs from ``fs``, in parts
+        per million (-100: 100 ppm slow): blocks are paced at
+        ``fs * (1 + ppm / 1e6)`` while the start message says ``fs``, as a
+        real amplifier's crystal does. :meth:`sample_time` tells when each
+        sample was taken.
 
     Attributes
     ----------
@@ -112,8 +118,10 @@ class RDASimulator(Closing):
         keepalive_every: int = 0,
         realtime: bool = True,
         send_timeout: float = 5.0,
+        ppm: float = 0.0,
     ) -> None:
         self.host = str(host)
+        self.ppm = check_ppm(ppm)
         self._set_layout(channels, fs, block_size, dtype, resolution, marker_rate)
         if port is None:
             port = rda.PORT_INT16 if self.dtype == np.int16 else rda.PORT_FLOAT32
@@ -134,7 +142,7 @@ class RDASimulator(Closing):
         self._drop = 0
         self._block = 0
         self._count = 0
-        self._pacer = Pacer(self.fs)
+        self._pacer = Pacer(self.true_rate)
 
     # -- layout and signal -------------------------------------------------
 
@@ -380,10 +388,23 @@ class RDASimulator(Closing):
 
     # -- internals -----------------------------------------------------------
 
+    @property
+    def true_rate(self) -> float:
+        """The rate samples are really produced at: ``fs`` off by ``ppm``."""
+        return skewed(self.fs, self.ppm)
+
+    def sample_time(self, k: np.ndarray | int) -> np.ndarray | float:
+        """When sample ``k`` of the current recording was taken (``local_clock``).
+
+        The block holding it is sent at the time of its last sample (with
+        ``realtime``).
+        """
+        return self._pacer.t0 + (np.asarray(k, np.float64) + 1.0) / self._pacer.fs
+
     def _reset_recording(self) -> None:
         self._block = 0
         self._count = 0
-        self._pacer = Pacer(self.fs)
+        self._pacer = Pacer(self.true_rate)
         self._pacer.start()
 
     def _close_clients(self) -> None:
