@@ -29,7 +29,9 @@ The last record is padded to its full length at close; the number of real
 samples goes into a further subfield of the recording identification
 (``ampkit_samples=N``, EDF+ allows subfields after the equipment), so
 :func:`read_bdf` returns exactly the samples recorded (other readers show
-the padding as zeros at the end).
+the padding as zeros at the end); so does the device's measured sampling
+rate (``ampkit_fs=999.9512``; the header's record duration stays nominal),
+the equipment name shortened if the 80 characters need it.
 """
 
 from __future__ import annotations
@@ -69,6 +71,7 @@ _UNIT_SCALE = {"µV": 1.0, "μV": 1.0, "uV": 1.0, "mV": 1e-3, "V": 1e-6, "nV": 1
 _DMIN, _DMAX = -(2**23), 2**23 - 1
 _ANNOT_SAMPLES = 80  # 240 bytes of TALs per record
 _SAMPLES_TAG = "ampkit_samples="
+_RATE_TAG = "ampkit_fs="
 
 
 def _field(text: str, width: int) -> bytes:
@@ -364,6 +367,13 @@ class BDFWriter(FormatWriter):
             # EDF+ allows further subfields after the equipment: the number of
             # real samples, so ampkit.io.read drops the padding of the last record.
             field = f"{self._recording_id} {_SAMPLES_TAG}{self.n_samples}"
+            if self.effective_rate is not None:
+                rate = f" {_RATE_TAG}{self.effective_rate:.10g}"
+                if len(field) + len(rate) > 80:  # shorten the equipment name
+                    head, _, equipment = self._recording_id.rpartition(" ")
+                    keep = max(1, len(equipment) - (len(field) + len(rate) - 80))
+                    field = f"{head} {equipment[:keep]} {_SAMPLES_TAG}{self.n_samples}"
+                field += rate
             if len(field) <= 80:
                 try:
                     _pwrite(self._fd, _field(field, 80), 88)

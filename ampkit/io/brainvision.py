@@ -5,13 +5,16 @@
     channels of a sample side by side). It is libmushu's data file and
     BrainVision's binary data file at once.
 ``BASE.meta``
-    libmushu's JSON header: ``Channels``, ``Sampling Frequency``, ``Amp``.
+    libmushu's JSON header: ``Channels``, ``Sampling Frequency``, ``Amp``;
+    at the end also ``Effective Sampling Frequency``, the device's rate as
+    measured (its clock runs some ppm off the nominal one; see :doc:`/timing`).
 ``BASE.marker``
     libmushu's markers, one line each: ``"<ms since the first sample> <text>"``.
 ``BASE.vhdr`` and ``BASE.vmrk``
     The BrainVision Core Data Format 1.0 header and marker files, so that
     ``mne.io.read_raw_brainvision('BASE.vhdr')`` reads the recording in volts,
-    with every marker an annotation at its sample.
+    with every marker an annotation at its sample. At the end a comment line
+    gives the measured (effective) sampling rate.
 
 Crash safety: all headers are complete before the first sample (the sample
 count is implied by the size of ``BASE.eeg``), and every batch of samples and
@@ -54,6 +57,7 @@ from ampkit.io.writer import (
     check_new,
     create_file,
     recording_error,
+    replace_file,
     write_all,
 )
 
@@ -132,12 +136,7 @@ class BrainVisionWriter(FormatWriter):
             self._eeg = AppendFile(self._fds.pop(".eeg"), names[".eeg"])
             self._put(".vhdr", self._vhdr_text())
             self._put(".vmrk", self._vmrk_text())
-            meta = {
-                "Channels": header.channels,
-                "Sampling Frequency": header.fs,
-                "Amp": header.amp,
-            }
-            self._put(".meta", json.dumps(meta, indent=4))
+            self._put(".meta", self._meta_text())
             self._close_fd(".vhdr")
             self._close_fd(".meta")
         except BaseException:
@@ -146,6 +145,16 @@ class BrainVisionWriter(FormatWriter):
         self._n_vmrk = 1  # Mk1 is the "New Segment" marker
 
     # -- header texts ------------------------------------------------------
+
+    def _meta_text(self) -> str:
+        meta: dict = {
+            "Channels": self.header.channels,
+            "Sampling Frequency": self.header.fs,
+            "Amp": self.header.amp,
+        }
+        if self.effective_rate is not None:
+            meta["Effective Sampling Frequency"] = self.effective_rate
+        return json.dumps(meta, indent=4)
 
     def _vhdr_text(self) -> str:
         h = self.header
@@ -163,6 +172,13 @@ class BrainVisionWriter(FormatWriter):
             f"NumberOfChannels={len(h.channels)}",
             "; Sampling interval in microseconds",
             f"SamplingInterval={_format_number(1e6 / h.fs)}",
+        ]
+        if self.effective_rate is not None:
+            lines.append(
+                f"; Effective sampling rate (the device's clock, measured by ampkit): "
+                f"{self.effective_rate!r} Hz"
+            )
+        lines += [
             "",
             "[Binary Infos]",
             "BinaryFormat=IEEE_FLOAT_32",
@@ -266,6 +282,13 @@ class BrainVisionWriter(FormatWriter):
                 self._close_fd(suffix)
             except RecordingError as exc:
                 first = first or exc
+        if first is None and self.effective_rate is not None:
+            # Known only now: the headers are written again, each in one step.
+            try:
+                for suffix, text in ((".vhdr", self._vhdr_text()), (".meta", self._meta_text())):
+                    self.bytes_written += replace_file(self._names[suffix], text)
+            except RecordingError as exc:
+                first = exc
         if first is not None:
             raise first
 

@@ -128,6 +128,8 @@ class Recorder:
             writer = open_writer(filename, header, overwrite=overwrite)
         self.writer = writer
         self.path = writer.path
+        # The amp, asked for its measured rate at close (the files' metadata).
+        self._amp = None if isinstance(source, Header) else source
         self.interval = float(interval)
         self.max_backlog_bytes = int(max_backlog_bytes)
         # Wake the writer early once this much waits: big batches, yet the
@@ -302,6 +304,8 @@ class Recorder:
                 self._reported = True
                 raise self._failed
             return
+        rate = getattr(self._amp, "effective_rate", None)
+        self.writer.effective_rate = None if rate is None else float(rate)
         self.writer.close()
 
     def __enter__(self) -> Recorder:

@@ -30,6 +30,7 @@ __all__ = [
     "create_file",
     "write_all",
     "write_all_v",
+    "replace_file",
     "recording_error",
 ]
 
@@ -199,6 +200,39 @@ def write_all_v(fd: int, buffers: list, path: Path) -> int:
     return total
 
 
+def replace_file(path: Path, text: str) -> int:
+    """Replace ``path`` with ``text`` (UTF-8) in one step: a reader, or a
+    crash, sees the old file or the new one, never a part. Returns the bytes.
+
+    Raises
+    ------
+    ampkit.errors.RecordingError
+        Writing failed (the old file stays).
+    """
+    temporary = path.with_name(f".{path.name}.ampkit-new")
+    data = text.encode("utf-8")
+    try:
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+        try:
+            write_all(fd, data, temporary)
+        finally:
+            os.close(fd)
+        os.replace(temporary, path)
+    except OSError as exc:
+        try:
+            os.unlink(temporary)
+        except OSError:
+            pass
+        raise recording_error(path, exc) from exc
+    except RecordingError:
+        try:
+            os.unlink(temporary)
+        except OSError:
+            pass
+        raise
+    return len(data)
+
+
 class FormatWriter:
     """Base class of the per-format writers.
 
@@ -217,6 +251,10 @@ class FormatWriter:
         The files this writer creates.
     bytes_written : int
         Bytes handed to the operating system so far.
+    effective_rate : float or None
+        The device's measured sampling rate (Hz), set by the recorder before
+        :meth:`close`; the writer stores it where the format has a place
+        (the header's ``fs`` stays nominal, as every reader expects).
     """
 
     #: Name of the format, e.g. ``'brainvision'``.
@@ -230,6 +268,7 @@ class FormatWriter:
         self.bytes_written = 0
         self.n_samples = 0
         self.n_markers = 0
+        self.effective_rate: float | None = None
 
     def write(self, data: np.ndarray, timestamps: np.ndarray, marks: list[Mark]) -> None:
         """Append samples (float32, (n, channels)) and markers.

@@ -13,7 +13,8 @@ XDF (the format of LabRecorder) is a sequence of chunks after the magic
   of the samples, so every offset is 0;
 * Boundary chunks (tag 5) every 10 s, so readers can resynchronise after a
   damaged chunk;
-* StreamFooter chunks (tag 6) at close.
+* StreamFooter chunks (tag 6) at close; the data stream's also carries
+  ``effective_srate``, the device's rate as measured (see :doc:`/timing`).
 
 Each batch goes to the operating system in one unbuffered write, so a killed
 recording ends at a chunk boundary (or inside the last chunk, which pyxdf
@@ -202,11 +203,14 @@ class XDFWriter(FormatWriter):
                 offsets = "".join(
                     f"<offset><time>{t!r}</time><value>0.0</value></offset>" for t in self._offsets
                 )
-                footer = _xml("info", {
+                fields: dict[str, object] = {
                     "first_timestamp": repr(self._first.get(sid, 0.0)),
                     "last_timestamp": repr(self._last.get(sid, 0.0)),
                     "sample_count": self._count[sid],
-                }, f"<clock_offsets>{offsets}</clock_offsets>")
+                }
+                if sid == _DATA_ID and self.effective_rate is not None:
+                    fields["effective_srate"] = repr(float(self.effective_rate))
+                footer = _xml("info", fields, f"<clock_offsets>{offsets}</clock_offsets>")
                 out += _chunk(6, struct.pack("<I", sid) + footer.encode())
             self._put(out + _chunk(5, BOUNDARY))
         finally:

@@ -1,5 +1,6 @@
 """The recording service: full disks, unwritable paths, a slow disk, the decorator seam."""
 
+import json
 import logging
 import os
 import subprocess
@@ -8,10 +9,13 @@ import time
 
 import mne
 import numpy as np
+import pyedflib
 import pytest
+import pyxdf
 
 import ampkit
 import ampkit.io
+from ampkit.drivers.random import RandomAmp
 from ampkit.errors import RecordingError
 from ampkit.io.recorder import Recorder
 from ampkit.io.writer import Header
@@ -246,3 +250,67 @@ def test_reused_copy_buffers_keep_every_sample(tmp_path, monkeypatch):
     assert rec._spare, "no buffer was ever given back for reuse"
     np.testing.assert_array_equal(ampkit.io.read(tmp_path / "reuse").data,
                                   np.concatenate(expected))
+
+
+class _MeasuredRandom(RandomAmp):
+    """A random amp whose driver reports a measured rate, as RDA and Cyton do."""
+
+    def get_effective_rate(self):
+        return 499.98765432
+
+
+def _record_measured(tmp_path, name):
+    amp = ampkit.AmpDecorator(_MeasuredRandom())
+    amp.configure(fs=500, channels=3)
+    amp.start(filename=tmp_path / name)
+    while amp.n_samples < 100:
+        amp.get_block()
+    amp.stop()
+    assert amp.effective_rate == 499.98765432
+    return tmp_path / name
+
+
+def test_effective_rate_in_the_five_file_recording(tmp_path):
+    base = _record_measured(tmp_path, "rec")
+    meta = json.loads((tmp_path / "rec.meta").read_text())
+    assert meta["Effective Sampling Frequency"] == 499.98765432
+    assert meta["Sampling Frequency"] == 500.0  # libmushu's key stays nominal
+    vhdr = (tmp_path / "rec.vhdr").read_text()
+    note = "; Effective sampling rate (the device's clock, measured by ampkit): 499.98765432 Hz"
+    assert note in vhdr
+    raw = mne.io.read_raw_brainvision(tmp_path / "rec.vhdr")
+    assert raw.info["sfreq"] == 500.0 and raw.n_times >= 100
+    assert ampkit.io.read(base).fs == 500.0
+    assert not list(tmp_path.glob(".*ampkit-new"))
+
+
+def test_effective_rate_in_the_xdf_footer(tmp_path):
+    path = _record_measured(tmp_path, "rec.xdf")
+    streams, _ = pyxdf.load_xdf(str(path))
+    data = next(s for s in streams if s["info"]["type"] == ["EEG"])
+    assert data["footer"]["info"]["effective_srate"] == ["499.98765432"]
+
+
+def test_effective_rate_in_the_bdf_header(tmp_path):
+    path = _record_measured(tmp_path, "rec.bdf")
+    f = pyedflib.EdfReader(str(path))
+    try:
+        # The subfields after the equipment, in the recording identification.
+        assert "ampkit_fs=499.9876543" in f.getRecordingAdditional() + f.getEquipment()
+    finally:
+        f.close()
+    assert ampkit.io.read(path).fs == 500.0
+    raw = mne.io.read_raw_bdf(path)
+    assert raw.info["sfreq"] == 500.0
+
+
+def test_bdf_keeps_the_rate_within_80_characters(tmp_path):
+    amp = ampkit.AmpDecorator(_MeasuredRandom(), name="a" * 40)
+    amp.configure(fs=500, channels=2)
+    amp.start(filename=tmp_path / "long.bdf")
+    while amp.n_samples < 100:
+        amp.get_block()
+    amp.stop()
+    header = (tmp_path / "long.bdf").read_bytes()[88:168].decode("ascii")
+    assert header.rstrip().endswith("ampkit_fs=499.9876543")
+    assert f"ampkit_samples={ampkit.io.read(tmp_path / 'long.bdf').n_samples}" in header
