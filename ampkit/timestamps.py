@@ -33,22 +33,22 @@ detection off. Without a counter, a block that arrives ``gap_threshold``
 later than the line predicts may be a stall (the samples come late, then in
 a burst) or a loss (every later block is late by the same amount): the clock
 keeps stamping on the line until blocks have stayed late for ``confirm``
-seconds, then declares the gap, sized from the least late of those blocks,
-moves the stamps forward by it and fits the new run's offset afresh.
+seconds, then declares the gap, sized as the whole number of sample periods
+in the least late of those blocks' lateness, moves the stamps forward by it
+and checks the new run's offset against its own arrivals.
+
+See :doc:`/timing` for the choice of this method over others and its figures.
 """
 
 from __future__ import annotations
 
 import bisect
-import logging
 import math
 from dataclasses import dataclass
 
 import numpy as np
 
 __all__ = ["SampleClock", "Gap", "RecentStamps"]
-
-logger = logging.getLogger("ampkit")
 
 #: Seconds of arrivals of which the least delayed block becomes a fit point.
 BUCKET = 0.25
@@ -167,9 +167,6 @@ class SampleClock:
     ----------
     fs : float
         The nominal rate.
-    rate : float or None
-        The device's effective rate in Hz as measured so far (None until
-        the arrivals of a second were seen).
 
     Examples
     --------

@@ -117,6 +117,7 @@ class Arrivals:
         settle: float = 30.0,
         counters: bool = False,
         per_sample: bool = True,
+        batch: bool = False,
         chunk: int = 1 << 20,
     ) -> Score:
         """Feed every block to ``stamp`` and measure its timestamps.
@@ -138,6 +139,10 @@ class Arrivals:
             (False: several times faster; exact for the maximum, and an
             upper bound of every quantile, when the stamps of a block are
             evenly spaced, as :class:`~ampkit.timestamps.SampleClock`'s are).
+        batch : bool
+            ``stamp(sizes, arrivals)`` takes the arrays of a chunk of blocks
+            and returns the stamps of all their samples (a stamping method
+            that is vectorised, or that runs elsewhere, such as liblsl's).
         chunk : int
             Samples scored at a time (memory bound).
         """
@@ -156,18 +161,21 @@ class Arrivals:
         cuts = np.searchsorted(np.cumsum(self.sizes), np.arange(chunk, n_samples, chunk))
         bounds = np.unique(np.concatenate([[0], cuts + 1, [len(sizes)]])).tolist()
         for j0, j1 in zip(bounds[:-1], bounds[1:], strict=False):
-            parts: list[np.ndarray] = []
-            keep_part = parts.append
-            if counters:
-                blocks = zip(sizes[j0:j1], arrivals[j0:j1], lost[j0:j1], strict=True)
+            if batch:
+                stamps = np.asarray(stamp(self.sizes[j0:j1], self.arrivals[j0:j1]), np.float64)
             else:
-                blocks = zip(sizes[j0:j1], arrivals[j0:j1], strict=True)
-            for i, block in enumerate(blocks, j0):
-                ts, gap = stamp(*block)
-                if gap is not None:
-                    gaps.append((i, gap))
-                keep_part(ts)
-            stamps = np.concatenate(parts)
+                parts: list[np.ndarray] = []
+                keep_part = parts.append
+                if counters:
+                    blocks = zip(sizes[j0:j1], arrivals[j0:j1], lost[j0:j1], strict=True)
+                else:
+                    blocks = zip(sizes[j0:j1], arrivals[j0:j1], strict=True)
+                for i, block in enumerate(blocks, j0):
+                    ts, gap = stamp(*block)
+                    if gap is not None:
+                        gaps.append((i, gap))
+                    keep_part(ts)
+                stamps = np.concatenate(parts)
             n_c = self.sizes[j0:j1]
             if per_sample:
                 index = np.repeat(self.first[j0:j1] - np.cumsum(n_c) + n_c, n_c)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import serial
 
-from ampkit.errors import StateError
+from ampkit.errors import ConfigurationError, StateError
 from ampkit.protocols.cyton import PacketParser, SampleAssembler, uv_per_count
 from ampkit.sim.cyton import CytonSimulator
 
@@ -193,7 +193,8 @@ def test_ampkit_sim_cyton_command_serves_a_port():
     import ampkit
 
     proc = subprocess.Popen(
-        [sys.executable, "-m", "ampkit.cli", "sim", "cyton", "--daisy", "-d", "30"],
+        [sys.executable, "-m", "ampkit.cli", "sim", "cyton", "--daisy", "--ppm", "-700",
+         "-d", "30"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
@@ -213,3 +214,27 @@ def test_ampkit_sim_cyton_command_serves_a_port():
     assert proc.returncode == 0
     assert "sent" in err and "packets" in err
     assert not os.path.exists(port)
+
+
+@pytest.mark.parametrize("daisy", [False, True])
+def test_clock_skew_and_the_true_schedule(daisy):
+    with pytest.raises(ConfigurationError, match="ppm"):
+        CytonSimulator(ppm=20_000)
+    with pytest.raises(ConfigurationError, match="ppm"):
+        CytonSimulator(ppm="fast")
+    with CytonSimulator(daisy=daisy, ppm=-2000) as sim:
+        rate = (125.0 if daisy else 250.0) * (1 - 2000e-6)
+        assert sim.true_rate == pytest.approx(rate)
+        with serial.Serial(sim.port, timeout=1) as port:
+            port.write(b"C" if daisy else b"c")
+            time.sleep(0.2)
+            port.reset_input_buffer()
+            port.write(b"b")
+            data = port.read(33 * (20 if daisy else 10))
+            got = time.perf_counter()
+            port.write(b"s")
+        times = sim.sample_time(np.arange(5))
+        np.testing.assert_allclose(np.diff(times), 1 / rate)
+        # Sample 4 (packets 8, 9 with the Daisy) was sent before it was read.
+        assert len(data) == 33 * (20 if daisy else 10)
+        assert times[4] < got

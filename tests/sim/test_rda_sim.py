@@ -9,7 +9,7 @@ import pytest
 
 from ampkit.errors import ConfigurationError, StateError
 from ampkit.protocols import rda
-from ampkit.sim.rda import PREAMBLE, RDASimulator
+from ampkit.sim.rda import COUNTER_MODULUS, PREAMBLE, RDASimulator
 
 
 class Client:
@@ -270,3 +270,25 @@ def test_stop_is_prompt_with_a_client_that_does_not_read():
     sim.stop()
     assert time.monotonic() - t0 < 2.0
     stuck.close()
+
+
+def test_clock_skew_and_the_true_schedule():
+    with pytest.raises(ConfigurationError, match="ppm"):
+        RDASimulator(port=0, ppm=-20_000)
+    with RDASimulator(port=0, channels=1, fs=1000, block_size=10, marker_rate=0,
+                      ppm=5000) as sim:
+        assert sim.true_rate == pytest.approx(1005.0)
+        c = Client(sim.port)
+        start = c.next()
+        assert isinstance(start, rda.StartMessage) and start.fs == 1000.0  # says nominal
+        blocks = c.data(40)
+        got = time.perf_counter()
+        c.close()
+        first = blocks[0].block * 10
+        last = blocks[-1].block * 10 + 9
+        # Each block was sent when its last sample was due, not before.
+        assert sim.sample_time(last) <= got
+        assert np.diff(sim.sample_time([first, last])) == pytest.approx((last - first) / 1005.0)
+        # The counter channel continues through the blocks.
+        counts = np.concatenate([b.data[:, 0] for b in blocks])
+        np.testing.assert_array_equal(counts, np.arange(first, last + 1) % COUNTER_MODULUS)
