@@ -43,12 +43,15 @@ See :doc:`/timing` for the choice of this method over others and its figures.
 from __future__ import annotations
 
 import bisect
+import logging
 import math
 from dataclasses import dataclass
 
 import numpy as np
 
 __all__ = ["SampleClock", "Gap", "RecentStamps"]
+
+logger = logging.getLogger("ampkit")
 
 #: Seconds of arrivals of which the least delayed block becomes a fit point.
 BUCKET = 0.25
@@ -209,6 +212,7 @@ class SampleClock:
         self._slope = self.period  # the fitted period
         self._started = False
         self._measured = False
+        self._warned = False
         self._runs = 0
 
     # -- state -------------------------------------------------------------
@@ -384,6 +388,14 @@ class SampleClock:
         limit = self.max_skew * self.period
         if fit is not None:
             xc, yc, dslope = fit
+            if abs(dslope) > limit and not self._warned:
+                self._warned = True
+                logger.warning(
+                    "the device runs at about %.6g Hz, more than %g %% off its nominal "
+                    "%g Hz: timestamps follow at most %g %% (is the rate configured right?)",
+                    1.0 / (self.period + dslope), 100 * self.max_skew, self.fs,
+                    100 * self.max_skew,
+                )
             dslope = min(max(dslope, -limit), limit)
             self._measured = True
         else:

@@ -149,6 +149,15 @@ def test_an_early_block_moves_the_stamps_back_at_once():
     assert np.all(np.diff(ts2) > 0)
 
 
+def test_a_device_far_off_its_nominal_rate_is_reported(caplog):
+    clock = SampleClock(FS)
+    with caplog.at_level("WARNING", logger="ampkit"):
+        steady(clock, 3, FS, 20, ppm=-30_000)  # 3 % slow: a wrong rate, not a crystal
+    warnings = [r.getMessage() for r in caplog.records if "nominal" in r.getMessage()]
+    assert len(warnings) == 1 and "970" in warnings[0]
+    assert clock.rate == pytest.approx(FS / 1.02)  # followed as far as max_skew allows
+
+
 def test_empty_block():
     ts, gap = SampleClock(10.0).stamp(0, arrival=1.0)
     assert ts.shape == (0,) and gap is None
