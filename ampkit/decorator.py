@@ -365,6 +365,75 @@ class AmpDecorator(Amplifier):
         finally:
             self.amp.close()
 
+    @property
+    def recording(self) -> str | None:
+        """Path of the running recording, or None when not recording."""
+        recorder = self._recorder()
+        return None if recorder is None else str(recorder.path)
+
+    def _recorder(self) -> Any:
+        from ampkit.io.recorder import Recorder
+
+        return next((s for s in self._services if isinstance(s, Recorder)), None)
+
+    def start_recording(self, filename: str, overwrite: bool = False) -> None:
+        """Start recording while the amp runs; the file begins with the next block.
+
+        ``start(filename=...)`` records a whole run; this opens a recording
+        mid-run (and :meth:`stop_recording` ends it), for programs that are
+        told when to record while acquisition goes on. Call it from the thread
+        that reads the amp, or hold off reading meanwhile: the services are
+        not guarded against a concurrent :meth:`get_block`.
+
+        Parameters
+        ----------
+        filename : str or path
+            Where to record; the format follows the suffix (see :mod:`ampkit.io`).
+        overwrite : bool
+            Replace an existing recording instead of raising.
+
+        Raises
+        ------
+        ampkit.errors.StateError
+            The amp is not running, or is recording already.
+        ampkit.errors.RecordingError
+            The file exists (and ``overwrite`` is false) or cannot be created.
+        ampkit.errors.ConfigurationError
+            An unknown suffix.
+        """
+        from ampkit.io.recorder import Recorder
+
+        if not self.running:
+            raise StateError("start_recording() while not running: call start() first")
+        if self.recording is not None:
+            raise StateError(
+                f"start_recording() while recording to {self.recording}: "
+                "call stop_recording() first"
+            )
+        self._services = [*self._services, Recorder(self, filename, overwrite=bool(overwrite))]
+
+    def stop_recording(self) -> str:
+        """End the recording; acquisition and the other services go on.
+
+        Returns
+        -------
+        str
+            Path of the recording that was closed.
+
+        Raises
+        ------
+        ampkit.errors.StateError
+            Not recording.
+        ampkit.errors.RecordingError
+            Writing the rest of the recording failed.
+        """
+        recorder = self._recorder()
+        if recorder is None:
+            raise StateError("stop_recording() while not recording")
+        self._services = [s for s in self._services if s is not recorder]
+        recorder.close()
+        return str(recorder.path)
+
     def status(self) -> dict[str, Any]:
         """Figures for progress displays.
 

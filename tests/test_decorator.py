@@ -377,3 +377,43 @@ def test_driver_marker_many_blocks_late_still_lands_on_its_sample():
     block = amp.get_block()
     assert block.markers == [(stamps[r], f"on {r}") for r in (0, 37, 99, 150)]
     amp.stop()
+
+
+def test_recording_starts_and_stops_while_running(tmp_path):
+    """start_recording()/stop_recording() mid-run: the file holds exactly the
+    samples in between, and a marker sits on its sample counted from the file's
+    first sample (not from start())."""
+    import ampkit.io
+
+    rows = [np.full((10, 2), k, np.float32) for k in range(6)]  # block k holds the value k
+    amp = AmpDecorator(Scripted([(r, []) for r in rows]))
+    amp.start(marker_port=None)
+    amp.get_block()  # block 0: before the recording
+    assert amp.recording is None
+    with pytest.raises(StateError, match="while not recording"):
+        amp.stop_recording()
+    base = tmp_path / "mid"
+    amp.start_recording(base)
+    assert amp.recording is not None
+    with pytest.raises(StateError, match="recording to"):
+        amp.start_recording(tmp_path / "other")
+    first = amp.get_block()  # block 1
+    second = amp.get_block()  # block 2
+    amp.add_marker("here", float(second.timestamps[3]))  # run sample 23: the file's 13
+    amp.get_block()  # block 3 delivers the marker
+    assert amp.stop_recording().startswith(str(base))
+    assert amp.recording is None
+    amp.get_block()  # block 4: acquisition goes on, not recorded
+    amp.stop()
+    rec = ampkit.io.read(base)
+    np.testing.assert_array_equal(rec.data[:, 0], np.repeat([1, 2, 3], 10))
+    assert rec.data.shape == (30, 2)
+    assert [(s, text) for s, _, text in rec.markers] == [(13, "here")]
+    assert first.index == 10
+
+
+def test_start_recording_needs_a_running_amp(tmp_path):
+    amp = AmpDecorator(Scripted())
+    with pytest.raises(StateError, match="call start"):
+        amp.start_recording(tmp_path / "x")
+    assert not list(tmp_path.iterdir())

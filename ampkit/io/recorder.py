@@ -152,6 +152,7 @@ class Recorder:
         # to place markers that arrive late.
         self._history = RecentStamps(writer.header.fs, seconds=30.0)
         self._first_index = 0  # block index of the first sample remembered
+        self._index0: int | None = None  # the run's index of the recording's first block
         self._width = len(writer.header.channels)
         self._worker = Worker(self._run, f"recorder {self.path}")
         self._worker.start()
@@ -185,7 +186,11 @@ class Recorder:
             data, stamps, slab = self._stage(block.data, block.timestamps)
         else:
             data, stamps, slab = np.empty((0, self._width), np.float32), np.empty(0), None
-        copy = Block(data, stamps, list(block.markers), block.index)
+        if self._index0 is None:
+            # Samples are numbered from the recording's first block: a
+            # recording opened mid-run (start_recording) begins at index > 0.
+            self._index0 = block.index
+        copy = Block(data, stamps, list(block.markers), block.index - self._index0)
         size = copy.data.nbytes + copy.timestamps.nbytes
         with self._cond:
             if self._queue and self._queued_bytes + size > self.max_backlog_bytes:
