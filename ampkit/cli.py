@@ -10,6 +10,8 @@
     ampkit stream DRIVER [-c key=value ...] [--name NAME] [-d SECONDS] [--marker-port P]
     ampkit sim DEVICE ...                         run a device simulator
     ampkit marker TEXT [--udp] [--host H] [--port P]   send a marker to a running amp
+    ampkit serve [DRIVER] [-c key=value ...] [--port 8080] [--name NAME] [--log-port P | --no-log]
+    ampkit logs [--port 9020] [--file F]          a Dareplane log server
     ampkit --version
 
 Each subcommand is a ``cmd_<name>(args)`` function registered in
@@ -119,8 +121,12 @@ def _peer_port(text: str) -> int:
     return _port(text, lowest=1)
 
 
-def _add_config_args(parser: argparse.ArgumentParser, what: str | None = None) -> None:
-    if what is None:
+def _add_config_args(
+    parser: argparse.ArgumentParser, what: str | None = None, optional: bool = False
+) -> None:
+    if optional:
+        parser.add_argument("driver", nargs="?", help="driver name (see `ampkit list`)")
+    elif what is None:
         parser.add_argument("driver", help="driver name (see `ampkit list`)")
     else:
         parser.add_argument("driver", metavar=what, help="a driver name (see `ampkit list`), "
@@ -425,6 +431,82 @@ def cmd_stream(args: argparse.Namespace) -> int:
     return _run(amp, args, options)
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Run a Dareplane module around one amp until CLOSE, SIGTERM or Ctrl-C."""
+    from ampkit.logging import LogShipper
+    from ampkit.serve import DareplaneModule
+
+    package = logging.getLogger("ampkit")
+    shipper = None
+    if args.log_port != "off":
+        # The control room wants to see commands and state changes: ship INFO
+        # and up, and keep the console at the level -v asked for.
+        console = logging.WARNING - 10 * args.verbose
+        for handler in logging.getLogger().handlers:
+            handler.setLevel(console)
+        package.setLevel(min(console, logging.INFO))
+        shipper = LogShipper(port=args.log_port, level=min(console, logging.INFO)).start()
+        package.addHandler(shipper)
+    try:
+        if args.driver is not None:
+            amp = _open_amp(args)
+        elif args.config or args.preset is not None:
+            raise ConfigurationError("-c and -p need a DRIVER")
+        else:
+            amp = None
+        module = DareplaneModule(amp, driver=args.driver, host=args.host, port=args.port,
+                                 name=args.name, start_options=_run_options(args))
+        with _sigterm_event() as stopping:
+            try:
+                module.start()
+                host, port = module.address
+                log = "no log server" if shipper is None else f"logs to 127.0.0.1:{args.log_port}"
+                print(f"Dareplane module {module.name!r} listening on {host}:{port} ({log}); "
+                      f"commands: {'|'.join(module.commands)}", flush=True)
+                while not stopping.is_set() and not module.closed.wait(0.2):
+                    module.check()
+            except KeyboardInterrupt:
+                pass
+            finally:
+                module.close()
+    finally:
+        if shipper is not None:
+            package.removeHandler(shipper)
+            shipper.close()
+    return 0
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    """Receive Dareplane log records and print them (and append them to --file)."""
+    from ampkit.logging import FORMAT, LogReceiver
+
+    formatter = logging.Formatter(FORMAT)
+    out = open(args.file, "a", encoding="utf-8") if args.file else None
+
+    def show(record: logging.LogRecord) -> None:
+        line = formatter.format(record)
+        print(line, flush=True)
+        if out is not None:
+            out.write(line + "\n")
+            out.flush()
+
+    try:
+        receiver = LogReceiver(show, host=args.host, port=args.port)
+        with _sigterm_event() as stopping, receiver:
+            host, port = receiver.address
+            print(f"receiving log records on {host}:{port}"
+                  f"{f'; appending to {args.file}' if out else ''}", flush=True)
+            try:
+                while not stopping.wait(0.2):
+                    receiver.check()
+            except KeyboardInterrupt:
+                pass
+    finally:
+        if out is not None:
+            out.close()
+    return 0
+
+
 def cmd_plot(args: argparse.Namespace) -> int:
     """Draw a recording to an image file (needs matplotlib)."""
     from ampkit.plot import save_plot
@@ -489,6 +571,10 @@ def _add_run_args(parser: argparse.ArgumentParser, verb: str) -> None:
     """Options of every command that starts an amp."""
     parser.add_argument("-d", "--duration", type=_seconds,
                         help=f"seconds to {verb} (default: until Ctrl-C)")
+    _add_marker_args(parser)
+
+
+def _add_marker_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--marker-port", metavar="PORT", type=_marker_port,
         help="port of the TCP/UDP marker servers (default 12344, or $AMPKIT_MARKER_PORT; "
@@ -542,6 +628,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--source-id", help="LSL source id (default: ampkit:HOSTNAME:NAME)")
     _add_run_args(p, "stream")
     p.set_defaults(func=cmd_stream)
+
+    p = sub.add_parser("serve", help="run a Dareplane module (DefaultServer protocol) "
+                       "around one amp")
+    _add_config_args(p, optional=True)
+    p.add_argument("--host", default="127.0.0.1",
+                   help="interface to listen on (default 127.0.0.1; 0.0.0.0: all)")
+    p.add_argument("--port", type=_port, default=8080,
+                   help="TCP port (default 8080; 0: any free port); the port is printed")
+    p.add_argument("--name", default="ampkit", help="module name in the greeting")
+    log = p.add_mutually_exclusive_group()
+    log.add_argument("--log-port", type=_peer_port, default=9020,
+                     help="port of the Dareplane log server on 127.0.0.1 (default 9020)")
+    log.add_argument("--no-log", dest="log_port", action="store_const", const="off",
+                     help="do not send log records to a log server")
+    _add_marker_args(p)
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("logs", help="receive Dareplane log records (a log server)")
+    p.add_argument("--host", default="127.0.0.1", help="interface to listen on")
+    p.add_argument("--port", type=_port, default=9020,
+                   help="TCP port (default 9020; 0: any free port, printed)")
+    p.add_argument("--file", help="also append the records to this file")
+    p.set_defaults(func=cmd_logs)
 
     p = sub.add_parser("plot", help="draw a recording's channels and markers to an image")
     p.add_argument("file", help="a recording (BASE, BASE.vhdr, .bdf, .xdf)")
