@@ -632,7 +632,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="run a Dareplane module (DefaultServer protocol) "
                        "around one amp")
     _add_config_args(p, optional=True)
-    p.add_argument("--host", default="127.0.0.1",
+    # --ip: the name a Dareplane control room passes (kind = 'python' modules)
+    p.add_argument("--host", "--ip", default="127.0.0.1",
                    help="interface to listen on (default 127.0.0.1; 0.0.0.0: all)")
     p.add_argument("--port", type=_port, default=8080,
                    help="TCP port (default 8080; 0: any free port); the port is printed")

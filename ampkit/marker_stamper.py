@@ -62,6 +62,7 @@ __all__ = [
     "READY",
     "FATAL",
     "SO_TIMESTAMPNS",
+    "ReceiveStamps",
     "kernel_stamps_supported",
     "try_realtime",
 ]
@@ -341,6 +342,72 @@ def _clock_offset_ns() -> int:
     return best[1]  # type: ignore[index]
 
 
+class ReceiveStamps:
+    """When the bytes of a socket read arrived, on the ``perf_counter`` clock.
+
+    Where the platform allows (:func:`kernel_stamps_supported`), the
+    kernel's receive timestamp of the newest packet the read returns
+    (``SO_TIMESTAMPNS``), converted from the wall clock; elsewhere, and for
+    sockets that refuse the option, the time of the read. Used by the marker
+    servers and by ``ampkit serve``'s command connection.
+
+    Parameters
+    ----------
+    kernel : bool
+        Use kernel timestamps where supported.
+    """
+
+    def __init__(self, kernel: bool = True) -> None:
+        self.kernel = kernel and kernel_stamps_supported()
+        self._offset_ns = _clock_offset_ns()
+        self._offset_due = time.monotonic() + 1.0
+        self._ancbuf = socket.CMSG_SPACE(_TIMESPEC.size) if self.kernel else 0
+
+    def enable(self, sock: socket.socket) -> None:
+        """Ask the kernel to stamp what ``sock`` receives (all of them, if it refuses)."""
+        if self.kernel:
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+            except OSError:
+                self.kernel = False
+                self._ancbuf = 0
+
+    def recv(self, sock: socket.socket, size: int) -> tuple[bytes, float]:
+        """``sock.recv(size)`` and the stamp of what it returned (s)."""
+        if self.kernel:
+            data, anc, _, _ = sock.recvmsg(size, self._ancbuf)
+        else:  # no recvmsg on Windows
+            data, anc = sock.recv(size), []
+        return data, self.stamp(anc)
+
+    def recvfrom(self, sock: socket.socket, size: int) -> tuple[bytes, object, float]:
+        """``sock.recvfrom(size)`` and the stamp of the datagram (s)."""
+        if self.kernel:
+            data, anc, _, addr = sock.recvmsg(size, self._ancbuf)
+        else:
+            (data, addr), anc = sock.recvfrom(size), []
+        return data, addr, self.stamp(anc)
+
+    def stamp(self, ancdata: list) -> float:
+        """The kernel's stamp in ``recvmsg``'s ancillary data, else now."""
+        now = time.perf_counter_ns()
+        for level, kind, raw in ancdata:
+            if (level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS
+                    and len(raw) == _TIMESPEC.size):
+                sec, nsec = _TIMESPEC.unpack(raw)
+                t = sec * 1_000_000_000 + nsec - self._offset_ns
+                if now - _MAX_KERNEL_AGE_NS < t:
+                    return min(t, now) / 1e9
+        return now / 1e9
+
+    def refresh(self) -> None:
+        """Follow wall-clock steps (NTP): call about once a second."""
+        now = time.monotonic()
+        if now >= self._offset_due:
+            self._offset_ns = _clock_offset_ns()
+            self._offset_due = now + 1.0
+
+
 class Receiver:
     """Serve the marker sockets until stopped.
 
@@ -403,19 +470,11 @@ class Receiver:
         self._log_window = 0.0
         self._log_count = 0
         self._log_suppressed = 0
-        self.kernel_stamps = kernel_stamps and kernel_stamps_supported()
-        self._offset_ns = _clock_offset_ns()
-        self._offset_due = time.monotonic() + 1.0
-        self._ancbuf = socket.CMSG_SPACE(_TIMESPEC.size) if self.kernel_stamps else 0
+        self._stamps = ReceiveStamps(kernel_stamps)
         tcp.setblocking(False)
         udp.setblocking(False)
-        if self.kernel_stamps:
-            try:
-                tcp.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
-                udp.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
-            except OSError:
-                self.kernel_stamps = False
-                self._ancbuf = 0
+        self._stamps.enable(tcp)
+        self._stamps.enable(udp)
 
     # -- logging -------------------------------------------------------
 
@@ -433,18 +492,10 @@ class Receiver:
         else:
             self._log_suppressed += 1
 
-    # -- stamping ------------------------------------------------------
-
-    def _stamp(self, ancdata: list) -> float:
-        now = time.perf_counter_ns()
-        for level, kind, raw in ancdata:
-            if (level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS
-                    and len(raw) == _TIMESPEC.size):
-                sec, nsec = _TIMESPEC.unpack(raw)
-                t = sec * 1_000_000_000 + nsec - self._offset_ns
-                if now - _MAX_KERNEL_AGE_NS < t:
-                    return min(t, now) / 1e9
-        return now / 1e9
+    @property
+    def kernel_stamps(self) -> bool:
+        """Whether markers are stamped with the kernel's receive times."""
+        return self._stamps.kernel
 
     # -- events --------------------------------------------------------
 
@@ -482,7 +533,7 @@ class Receiver:
                 try:
                     sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
                 except OSError:
-                    pass
+                    pass  # inherited from the listener where the kernel allows it
             client = _Client(sock, peer, self.max_line)
             self.clients[sock] = client
             self._sel.register(sock, selectors.EVENT_READ, client)
@@ -498,10 +549,7 @@ class Receiver:
 
     def _read_client(self, client: _Client) -> None:
         try:
-            if self.kernel_stamps:
-                data, anc, _, _ = client.sock.recvmsg(65536, self._ancbuf)
-            else:  # no recvmsg on Windows
-                data, anc = client.sock.recv(65536), []
+            data, stamp = self._stamps.recv(client.sock, 65536)
         except (BlockingIOError, InterruptedError):
             return
         except OSError as exc:
@@ -515,7 +563,6 @@ class Receiver:
             self.sink.log(logging.DEBUG, f"{client.peer}: disconnected")
             self._drop(client)
             return
-        stamp = self._stamp(anc)
         for text, problem in client.framer.feed(data):
             if text is not None:
                 client.markers += 1
@@ -526,17 +573,13 @@ class Receiver:
     def _read_udp(self) -> None:
         for _ in range(256):
             try:
-                if self.kernel_stamps:
-                    data, anc, _, addr = self.udp.recvmsg(65536, self._ancbuf)
-                else:
-                    (data, addr), anc = self.udp.recvfrom(65536), []
+                data, addr, stamp = self._stamps.recvfrom(self.udp, 65536)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:
                 # e.g. ECONNREFUSED from an ICMP error: not fatal for a server.
                 self._problem(f"udp: receive failed: {exc}", logging.INFO)
                 return
-            stamp = self._stamp(anc)
             for text, problem in split_datagram(data, self.max_line):
                 if text is not None:
                     self.sink.marker(stamp, text)
@@ -588,11 +631,8 @@ class Receiver:
                     watching_out = not flushed
                 if self.stop_event is not None and self.stop_event.is_set():
                     break
+                self._stamps.refresh()
                 now = time.monotonic()
-                if now >= self._offset_due:
-                    # Follows wall-clock steps (NTP) within a second.
-                    self._offset_ns = _clock_offset_ns()
-                    self._offset_due = now + 1.0
                 if self._accept_paused_until and now >= self._accept_paused_until:
                     self._accept_paused_until = 0.0
                     sel.register(self.tcp, selectors.EVENT_READ, "tcp")

@@ -45,9 +45,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ampkit.clock import local_clock
 from ampkit.decorator import AmpDecorator
 from ampkit.errors import AmpkitError, ConfigurationError, ProtocolError, StateError
+from ampkit.marker_stamper import ReceiveStamps
 from ampkit.protocols.dareplane import MAX_COMMAND_BYTES, CommandFramer, parse_command
 from ampkit.registry import get_amp
 from ampkit.worker import Closing, Worker
@@ -261,7 +261,11 @@ class DareplaneModule(Closing):
         self._limiter = _Limiter()
         self._peer = ""
         self._conn: socket.socket | None = None
-        self._received_at = 0.0  # when the bytes of the command being run arrived
+        # When the bytes of the command being run arrived: the kernel's receive
+        # time where it tells, so that a MARKER is placed as precisely as one
+        # sent to the marker servers, however busy this process is.
+        self._stamps = ReceiveStamps()
+        self._received_at = 0.0
         self.commands: dict[str, Callable[..., Any]] = {
             "CONNECT": self._cmd_connect,
             "START": self._cmd_start,
@@ -563,6 +567,7 @@ class DareplaneModule(Closing):
         # Replies are small; a client that stops reading them is dropped
         # after this long instead of holding the module.
         conn.settimeout(5.0)
+        self._stamps.enable(conn)
         self._peer = f"{addr[0]}:{addr[1]}"
         try:
             conn.sendall(f"Connected to {self.name}\n".encode())
@@ -589,13 +594,12 @@ class DareplaneModule(Closing):
         conn = self._conn
         assert conn is not None
         try:
-            data = conn.recv(65536)
+            data, self._received_at = self._stamps.recv(conn, 65536)
         except (BlockingIOError, InterruptedError, TimeoutError):
             return True
         except OSError as exc:
             logger.info("%s: client %s: connection failed (%s)", self.name, self._peer, exc)
             return False
-        self._received_at = local_clock()
         if not data:
             if framer.pending:
                 self._limiter.log(logging.WARNING, f"{self.name}: client {self._peer} left "
@@ -650,6 +654,7 @@ class DareplaneModule(Closing):
 
     def _watch(self) -> None:
         """Notice an acquisition thread that failed: stop the amp, report the error."""
+        self._stamps.refresh()
         acquisition = self.acquisition
         if acquisition is None:
             return

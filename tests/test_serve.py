@@ -11,6 +11,7 @@ import sys
 import textwrap
 import time
 import uuid
+from pathlib import Path
 
 import mne
 import numpy as np
@@ -342,3 +343,28 @@ def test_serve_logs_to_dareplane_utils_log_receiver(tmp_path):
     # on the console only warnings and up, as without a log server
     console = err_path.read_text()
     assert "unknown command" in console and "received START" not in console
+
+
+def test_the_documented_control_room_configuration():
+    """The TOML of docs/dareplane.rst parses, starts `ampkit serve` as the control room
+    would (`--ip=... --port=...` appended) and its macros send commands the module has."""
+    tomllib = pytest.importorskip("tomllib")
+    from ampkit.cli import build_parser
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "dareplane.rst").read_text()
+    start = text.index("[modules]\n")
+    end = text.index("\n\n``kind = 'exe'")
+    block = textwrap.dedent(text[text.rindex("\n", 0, start) + 1 : end])
+    config = tomllib.loads(block)
+    module = config["modules"]["ampkit"]
+    assert module["kind"] == "python" and module["custom_entry_point"] == "ampkit.cli"
+    argv = [*module["args"], f"--ip={module['ip']}", f"--port={module['port']}"]
+    args = build_parser().parse_args(argv)
+    assert (args.command, args.driver, args.host, args.port) == ("serve", "sine", "127.0.0.1",
+                                                                 8090)
+    names = COMMANDS.decode().split("|")
+    for macro in config["macros"].values():
+        for target, pcomm, *kwargs in macro["cmds"].values():
+            assert target == "ampkit" and pcomm in names
+            for pair in kwargs:
+                assert pair.split("=")[1] in macro["default_json"]
