@@ -38,7 +38,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from ampkit.errors import ConfigurationError, ProtocolError
+from ampkit.errors import ProtocolError
+from ampkit.listener import Listener
 from ampkit.protocols.dareplane import (
     MAX_LOG_RECORD_BYTES,
     LogRecordDecoder,
@@ -386,7 +387,7 @@ class _Sender:
         self.decoder = LogRecordDecoder(max_bytes)
 
 
-class LogReceiver(Closing):
+class LogReceiver(Listener):
     """A Dareplane-compatible log server: records from any number of senders.
 
     Parameters
@@ -419,48 +420,14 @@ class LogReceiver(Closing):
         max_bytes: int = MAX_LOG_RECORD_BYTES,
         max_senders: int = 64,
     ) -> None:
+        super().__init__(host, port, f"log receiver {host}:{port}",
+                         "another log server (a control room?) may be running there")
         self.on_record = on_record
-        self.host = host
-        self.port = int(port)
         self.max_bytes = int(max_bytes)
         self.max_senders = int(max_senders)
         self.n_records = 0
-        self._listener: socket.socket | None = None
-        self._worker: Worker | None = None
 
-    @property
-    def address(self) -> tuple[str, int]:
-        """``(host, port)`` listened on (the real port when 0 was asked for)."""
-        if self._listener is None:
-            return (self.host, self.port)
-        return self._listener.getsockname()[:2]
-
-    def start(self) -> LogReceiver:
-        """Listen and start the receiving thread."""
-        try:
-            listener = socket.create_server((self.host, self.port))
-        except OSError as exc:
-            raise ConfigurationError(
-                f"cannot listen for log records on {self.host}:{self.port}: {exc}; "
-                "another log server (a control room?) may be running there"
-            ) from None
-        listener.setblocking(False)
-        self._listener = listener
-        self._worker = Worker(self._run, f"log receiver {self.host}:{self.address[1]}")
-        self._worker.start()
-        return self
-
-    def __enter__(self) -> LogReceiver:
-        if self._listener is None:
-            self.start()
-        return self
-
-    def check(self) -> None:
-        """Raise the error that ended the receiving thread, if any."""
-        if self._worker is not None:
-            self._worker.check()
-
-    def _run(self, stop: threading.Event) -> None:
+    def _serve(self, stop: threading.Event) -> None:
         assert self._listener is not None
         senders: dict[socket.socket, _Sender] = {}
         with selectors.DefaultSelector() as sel:
@@ -524,12 +491,3 @@ class LogReceiver(Closing):
         senders.pop(sender.sock, None)
         sender.sock.close()
 
-    def close(self) -> None:
-        """Stop receiving and close every connection."""
-        try:
-            if self._worker is not None:
-                self._worker.stop()
-                self._worker.check()
-        finally:
-            if self._listener is not None:
-                self._listener.close()

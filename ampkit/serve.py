@@ -47,6 +47,7 @@ from typing import Any
 
 from ampkit.decorator import AmpDecorator
 from ampkit.errors import AmpkitError, ConfigurationError, ProtocolError, StateError
+from ampkit.listener import Listener
 from ampkit.marker_stamper import ReceiveStamps
 from ampkit.protocols.dareplane import MAX_COMMAND_BYTES, CommandFramer, parse_command
 from ampkit.registry import get_amp
@@ -187,7 +188,7 @@ class _Limiter:
             self._suppressed += 1
 
 
-class DareplaneModule(Closing):
+class DareplaneModule(Listener):
     """A Dareplane module around one amp: the ``DefaultServer`` protocol over TCP.
 
     Parameters
@@ -242,8 +243,8 @@ class DareplaneModule(Closing):
         max_command_bytes: int = MAX_COMMAND_BYTES,
         interval: float = 0.01,
     ) -> None:
-        self.host = host
-        self.port = int(port)
+        super().__init__(host, port, f"dareplane module {name}",
+                         "give another port (0: any free port, printed at start)")
         self.name = str(name)
         self.start_options = dict(start_options or {})
         self.max_command_bytes = int(max_command_bytes)
@@ -256,8 +257,6 @@ class DareplaneModule(Closing):
         self._lsl_name: str | None = None
         # rate and channel count of the last START
         self._shape: tuple[float | None, int | None] = (None, None)
-        self._listener: socket.socket | None = None
-        self._worker: Worker | None = None
         self._limiter = _Limiter()
         self._peer = ""
         self._conn: socket.socket | None = None
@@ -281,56 +280,12 @@ class DareplaneModule(Closing):
 
     # -- life cycle ----------------------------------------------------------
 
-    @property
-    def address(self) -> tuple[str, int]:
-        """``(host, port)`` listened on (the real port when 0 was asked for)."""
-        if self._listener is None:
-            return (self.host, self.port)
-        return self._listener.getsockname()[:2]
-
-    def start(self) -> DareplaneModule:
-        """Listen and serve commands in a thread.
-
-        Raises
-        ------
-        ampkit.errors.ConfigurationError
-            The port is in use, or the host is not an address of this machine.
-        """
-        if self._listener is not None:
-            raise StateError("the module is serving already")
-        try:
-            listener = socket.create_server((self.host, self.port), backlog=8)
-        except OSError as exc:
-            raise ConfigurationError(
-                f"cannot listen on {self.host}:{self.port}: {exc.strerror or exc}; "
-                "give another port (0: any free port, printed at start)"
-            ) from exc
-        listener.setblocking(False)
-        self._listener = listener
-        self._worker = Worker(self._serve, f"dareplane module {self.name}")
-        self._worker.start()
-        return self
-
-    def __enter__(self) -> DareplaneModule:
-        if self._listener is None:
-            self.start()
-        return self
-
-    def check(self) -> None:
-        """Raise the error that ended the serving thread, if any."""
-        if self._worker is not None:
-            self._worker.check()
-
     def close(self) -> None:
         """Stop serving, stop acquisition and release the amp."""
         self.closed.set()
         try:
-            if self._worker is not None:
-                self._worker.stop()
-                self._worker.check()
+            super().close()
         finally:
-            if self._listener is not None:
-                self._listener.close()
             self._release()
 
     def _release(self) -> None:
