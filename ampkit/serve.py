@@ -417,12 +417,13 @@ class DareplaneModule(Listener):
         Returns
         -------
         dict
-            ``name``, ``driver``, ``running``, ``recording`` (absolute path or None),
-            ``samples``, ``markers``, ``gaps``, ``rate`` (nominal, Hz),
-            ``channels`` (all of the current or last run), ``effective_rate`` (Hz; the nominal rate
-            where the amp reports none), ``lsl`` (data stream
-            name or None), ``marker_port`` (TCP, or None), ``errors`` (count)
-            and ``last_error``.
+            ``name``, ``driver``, ``running``, ``recording`` (absolute path
+            or None), ``samples``, ``markers``, ``gaps``, ``rate`` (nominal,
+            Hz), ``channels`` (all of the current or last run),
+            ``effective_rate`` (Hz, as measured:
+            :attr:`ampkit.AmpDecorator.effective_rate`; None where not
+            measured), ``lsl`` (data stream name or None), ``marker_port``
+            (TCP, or None), ``errors`` (count) and ``last_error``.
         """
         info: dict[str, Any] = {
             "name": self.name, "driver": self.driver, "running": self.acquiring,
@@ -438,7 +439,7 @@ class DareplaneModule(Listener):
                 recording=None if amp.recording is None else os.path.abspath(amp.recording),
                 samples=figures.get("samples", 0),
                 markers=figures.get("markers", 0), gaps=figures.get("gaps", 0),
-                rate=rate, effective_rate=figures.get("effective_rate", rate),
+                rate=rate, effective_rate=figures.get("effective_rate"),
                 channels=channels, lsl=self._lsl_name if self.acquiring else None,
                 marker_port=None if tcp is None else tcp[1],
             )

@@ -23,6 +23,7 @@ from dareplane_utils.module_handling.module_connection import ModuleConnection
 import ampkit
 import ampkit.io
 from ampkit.clock import local_clock
+from ampkit.sim.rda import RDASimulator
 
 COMMANDS = b"CONNECT|START|RECORD|STOPRECORD|MARKER|STATUS|STOP|CLOSE|GET_PCOMMS|UP"
 
@@ -269,8 +270,20 @@ def test_connect_from_the_wire_and_command_errors(tmp_path):
         client.send(b'CONNECT|{"driver": "sine", "config": {"fs": 50}};START|{"lsl": false};')
         status = client.status()
         assert status["driver"] == "sine" and status["rate"] == 50 and status["running"]
-        proc.terminate()  # SIGTERM while acquiring: a clean end
-        assert proc.wait(60) == 0
+        assert status["effective_rate"] is None  # a synthetic driver measures none
+        client.send(b"STOP;")
+        # a device whose rate the module measures: the RDA simulator, 1 % fast
+        with RDASimulator(port=0, channels=2, fs=1000.0, ppm=10_000) as sim:
+            client.send(f'CONNECT|{{"driver": "rda", "config": {{"port": {sim.port}}}}};'
+                        'START|{"lsl": false};'.encode())
+            deadline = time.monotonic() + 30
+            while (status := client.status())["effective_rate"] is None:
+                assert time.monotonic() < deadline, status
+                time.sleep(0.1)
+            assert status["driver"] == "rda" and status["rate"] == 1000
+            assert 1000 < status["effective_rate"] < 1020, status  # generous: 1010 expected
+            proc.terminate()  # SIGTERM while acquiring: a clean end
+            assert proc.wait(60) == 0
         client.close()
     rec = ampkit.io.read(tmp_path / "whole")
     assert rec.data.shape[1] == 3 and rec.n_samples > 0
