@@ -1,6 +1,10 @@
 """Tests of the RDA codec (ampkit.protocols.rda): known bytes, round trips, fuzzing."""
 
+import functools
+import socket
 import struct
+import time
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -440,3 +444,159 @@ def test_buffer_updated_refuses_more_than_the_buffer_held():
     parser = rda.RDAParser()
     with pytest.raises(ValueError, match="room for 24"):
         parser.buffer_updated(25)
+
+
+# -- hardening (issue 14): rates, the peer's name, many markers, real streams ------------
+
+
+@pytest.mark.parametrize("interval", [5e-324, 1e-300, 0.0999, float("inf"), -1.0, 86400e6 * 2])
+def test_start_message_with_an_impossible_rate_is_refused(interval):
+    # 5e-324 µs made the rate infinite, and AmpDecorator.start() crashed
+    # with an OverflowError after the marker servers were opened.
+    raw = rda.encode_message(1, struct.pack("<Idd", 1, interval, 1.0) + b"A\0")
+    with pytest.raises(ProtocolError, match="sampling interval .* is outside"):
+        rda.RDAParser().feed(raw)
+
+
+@pytest.mark.parametrize("interval", [rda.MIN_INTERVAL, 1000.0, rda.MAX_INTERVAL])
+def test_start_message_rates_at_the_limits_are_accepted(interval):
+    (start,) = rda.RDAParser().feed(rda.encode_start(["A"], interval, [1.0]))
+    assert 0 < start.fs < float("inf") and start.fs == 1e6 / interval
+
+
+def test_errors_name_the_peer():
+    parser = rda.RDAParser(source="RDA 10.0.0.5:51244")
+    with pytest.raises(ProtocolError, match=r"^RDA 10\.0\.0\.5:51244: bad RDA GUID") as info:
+        parser.feed(START + b"garbage" * 4)
+        parser.feed(b"")
+    assert info.value.offset == len(START)
+    assert info.value.reason.startswith("RDA 10.0.0.5:51244: ")
+
+
+def test_many_markers_parse_in_one_pass():
+    # The bytes are walked once (benchmarks/bench_rda_markers.py times a
+    # million markers in a 16 MiB message).
+    n = 200_000
+    texts = [b"", b"Stimulus\0S  1\0", b"Comment\0", b"R\0x\0\0pad"]
+    marks = b"".join(
+        struct.pack("<IIIi", 16 + len(texts[i % 4]), i % 7, 0, -1) + texts[i % 4]
+        for i in range(n)
+    )
+    body = struct.pack("<III", 5, 7, n) + bytes(7 * 2 * 4) + marks
+    raw = START + rda.encode_message(rda.TYPE_DATA_FLOAT32, body)
+    assert len(raw) > 3 * 2**20
+    _, msg = rda.RDAParser().feed(raw)
+    assert len(msg.markers) == n
+    assert msg.markers[:4] == [
+        rda.RDAMarker(0, "", "", 1, -1),
+        rda.RDAMarker(1, "Stimulus", "S  1", 1, -1),
+        rda.RDAMarker(2, "Comment", "", 1, -1),
+        rda.RDAMarker(3, "R", "x", 1, -1),
+    ]
+    assert msg.markers[-1] == rda.RDAMarker((n - 1) % 7, "R", "x", 1, -1)
+
+
+def test_marker_count_is_bounded_by_the_message_size():
+    # 16 bytes a marker at least: a count the message cannot hold is refused
+    # before any marker is read.
+    body = struct.pack("<III", 0, 0, 2**32 - 1) + bytes(64)
+    parser = rda.RDAParser()
+    parser.feed(START)
+    with pytest.raises(ProtocolError, match="markers do not fit"):
+        parser.feed(rda.encode_message(rda.TYPE_DATA_INT16, body))
+
+
+@functools.lru_cache(maxsize=1)
+def real_stream():
+    """Bytes an RDA client received from the simulator: a preamble of state,
+    info and unknown messages, int16 blocks with markers and keep-alives, a
+    stop, a start with another layout and float32 blocks."""
+    from ampkit.sim.rda import RDASimulator
+
+    got = bytearray()
+    with RDASimulator(port=0, channels=3, fs=2000.0, block_size=8, dtype="int16",
+                      marker_rate=400, preamble=True, keepalive_every=3) as sim:
+        with socket.create_connection(sim.address, timeout=5) as sock:
+            sock.settimeout(0.05)
+
+            def read_for(seconds):
+                end = time.monotonic() + seconds
+                while time.monotonic() < end:
+                    try:
+                        got.extend(sock.recv(65536))
+                    except TimeoutError:
+                        pass
+
+            read_for(0.15)
+            sim.restart(channels=5, dtype="float32", resolution=0.5)
+            read_for(0.15)
+    return bytes(got)
+
+
+STREAM_SOURCE = "RDA 192.0.2.7:51244"
+
+
+def parse_peer(chunks, max_size=1 << 16):
+    """Parse chunks with a named parser; (messages, error or None). Any other
+    exception than a ProtocolError naming the peer fails the test."""
+    parser = rda.RDAParser(max_size, source=STREAM_SOURCE)
+    out = []
+    try:
+        for chunk in chunks:
+            out += parser.feed(chunk)
+        out += parser.feed(b"")
+    except ProtocolError as exc:
+        assert str(exc).startswith(STREAM_SOURCE + ": ")
+        return out, exc
+    return out, None
+
+
+def test_the_real_stream_parses_whole():
+    raw = real_stream()
+    messages, error = parse_peer([raw])
+    assert error is None
+    kinds = {type(m) for m in messages}
+    assert kinds == {rda.StartMessage, rda.DataMessage, rda.StopMessage, rda.UnknownMessage}
+    assert sum(len(m.markers) for m in messages if isinstance(m, rda.DataMessage)) >= 20
+
+
+@FUZZ
+@given(st.integers(0, 10**7), st.lists(st.integers(0, 10**7), max_size=6))
+def test_truncations_of_a_real_stream_give_a_prefix_of_its_messages(cut, cuts):
+    raw = real_stream()
+    whole, _ = parse_peer([raw])
+    part = raw[: cut % (len(raw) + 1)]
+    messages, error = parse_peer(split(part, [c % (len(part) + 1) for c in cuts]))
+    assert error is None  # a cut stream waits for its missing bytes, it is not wrong
+    assert same(messages, whole[: len(messages)])
+
+
+@FUZZ
+@given(
+    st.lists(st.tuples(st.integers(0, 10**7), st.binary(min_size=0, max_size=12)),
+             min_size=1, max_size=5),
+    st.sampled_from(["replace", "insert", "delete"]),
+    st.lists(st.integers(0, 10**7), max_size=6),
+)
+def test_mutations_of_a_real_stream_parse_or_name_the_peer_in_bounded_memory(edits, how, cuts):
+    raw = bytearray(real_stream())
+    for pos, value in edits:
+        pos %= len(raw) + 1
+        if how == "replace":
+            raw[pos : pos + len(value)] = value
+        elif how == "insert":
+            raw[pos:pos] = value
+        else:
+            del raw[pos : pos + 1 + len(value)]
+    raw = bytes(raw)
+    max_size = 1 << 16
+    tracemalloc.start()
+    try:
+        parse_peer(split(raw, [c % (len(raw) + 1) for c in cuts]), max_size)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    # Messages refer to their own buffers (no copies); a marker costs a
+    # tuple of about ten times its 16+ bytes; one message buffer (at most
+    # max_message_size) may be announced and not yet filled.
+    assert peak <= 16 * len(raw) + 2 * max_size + 2**20
