@@ -856,11 +856,19 @@ class Banner:
     daisy: bool
 
 
-_FIRMWARE = re.compile(r"Firmware:\s*v(\d+)(?:\.(\d+))?(?:\.(\d+))?")
+# At most 9 digits a part: int() refuses strings of thousands of digits.
+_FIRMWARE = re.compile(r"Firmware:\s*v(\d{1,9})(?:\.(\d{1,9}))?(?:\.(\d{1,9}))?")
 
 
-def parse_banner(text: str) -> Banner:
+def parse_banner(text: str, source: str | None = None) -> Banner:
     """Parse the answer to ``v``.
+
+    Parameters
+    ----------
+    text : str
+        The answer, without its ``$$$``.
+    source : str, optional
+        The port, named at the start of the error message.
 
     Raises
     ------
@@ -868,7 +876,10 @@ def parse_banner(text: str) -> Banner:
         The text is not an OpenBCI banner.
     """
     if "OpenBCI" not in text:
-        raise ProtocolError(f"not an OpenBCI board: answer to 'v' was {text[-200:]!r}")
+        prefix = f"{source}: " if source else ""
+        raise ProtocolError(
+            f"{prefix}not an OpenBCI board: answer to 'v' was {text[-200:]!r}"
+        )
     m = _FIRMWARE.search(text)
     firmware = (1, 0, 0) if m is None else tuple(int(g or 0) for g in m.groups())
     return Banner(text, firmware, "Daisy" in text)  # type: ignore[arg-type]

@@ -7,7 +7,10 @@ ProtocolError.
 
 from __future__ import annotations
 
+import functools
 import logging
+import time
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -431,3 +434,121 @@ def test_accelerometer_hold_same_for_any_chunking(data):
                                                                               (n - fresh[-1], 3)))
     else:
         assert not whole.any()  # other aux modes are not accelerometer readings
+
+
+# -- real streams (issue 14): what the simulator sent over a real pty ----------------
+
+
+PORT = "/dev/ttyUSB7"
+
+
+@functools.lru_cache(maxsize=2)
+def real_stream(daisy: bool) -> tuple[bytes, bytes]:
+    """(answers, packets): the bytes a client read from the Cyton simulator
+    on a real pty -- the answers to ``v``, ``d`` and ``~6``, then a stream
+    with injected garbage and dropped packets."""
+    import serial
+
+    from ampkit.sim.cyton import CytonSimulator
+
+    def read_for(ser, seconds):
+        out, end = b"", time.monotonic() + seconds
+        while time.monotonic() < end:
+            out += ser.read(max(1, ser.in_waiting))
+        return out
+
+    with CytonSimulator(daisy=daisy, fs=1000) as sim, \
+            serial.Serial(sim.port, 115200, timeout=0.02) as ser:
+        ser.write(b"v")
+        answers = read_for(ser, 0.3)
+        ser.write(b"d~5")
+        answers += read_for(ser, 0.2)
+        ser.write(b"b")
+        packets = read_for(ser, 0.1)
+        sim.inject(b"\xa0garbage\xc0\xa0" * 3)
+        sim.drop_packets(5)
+        packets += read_for(ser, 0.1)
+        ser.write(b"s")
+    return answers, packets
+
+
+@pytest.mark.parametrize("daisy", [False, True])
+def test_the_real_streams_parse_whole(daisy):
+    answers, packets = real_stream(daisy)
+    replies = ResponseReader(source=PORT).feed(answers)
+    assert parse_banner(replies[0], source=PORT).daisy == daisy
+    assert "updating channel settings to default" in replies
+    parser = PacketParser(source=PORT)
+    samples = SampleAssembler(daisy, source=PORT).push(parser.feed(packets))
+    assert len(samples) > 20 and parser.n_resyncs >= 1 and samples.n_lost >= 2
+
+
+def mutate(raw: bytes, edits, how) -> bytes:
+    out = bytearray(raw)
+    for pos, value in edits:
+        pos %= len(out) + 1
+        if how == "replace":
+            out[pos : pos + len(value)] = value
+        elif how == "insert":
+            out[pos:pos] = value
+        elif how == "delete":
+            del out[pos : pos + 1 + len(value)]
+        else:  # truncate
+            del out[pos:]
+    return bytes(out)
+
+
+edits = st.lists(st.tuples(st.integers(0, 10**6), st.binary(max_size=12)), min_size=1,
+                 max_size=5)
+hows = st.sampled_from(["replace", "insert", "delete", "truncate"])
+
+
+@FAST
+@given(st.booleans(), edits, hows, st.lists(st.integers(0, 10**6), max_size=8),
+       st.none() | st.integers(0, 400))
+def test_mutated_real_packet_streams_parse_or_name_the_port_in_bounded_memory(
+    daisy, changes, how, cuts, max_garbage
+):
+    raw = mutate(real_stream(daisy)[1], changes, how)
+    parser = PacketParser(source=PORT, max_garbage=max_garbage)
+    assembler = SampleAssembler(daisy, source=PORT)
+    tracemalloc.start()
+    try:
+        for chunk in split(raw, cuts):
+            try:
+                samples = assembler.push(parser.feed(chunk))
+            except ProtocolError as exc:
+                assert str(exc).startswith(f"{PORT}: ")
+                continue
+            assert samples.eeg.shape[1] == (16 if daisy else 8)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert parser.n_packets * PACKET_SIZE + parser.n_skipped + parser.buffered == len(raw)
+    assert peak <= 16 * len(raw) + 2**20
+
+
+@FAST
+@given(st.booleans(), edits, hows, st.lists(st.integers(0, 10**6), max_size=8))
+def test_mutated_real_answers_parse_or_name_the_port(daisy, changes, how, cuts):
+    raw = mutate(real_stream(daisy)[0], changes, how)
+    reader = ResponseReader(max_size=4096, source=PORT)
+    for chunk in split(raw, cuts):
+        for reply in reader.feed(chunk):
+            try:
+                banner = parse_banner(reply, source=PORT)
+            except ProtocolError as exc:
+                assert str(exc).startswith(f"{PORT}: ")
+            else:
+                assert all(0 <= part for part in banner.firmware)
+    assert len(reader._buf) <= 4096
+
+
+@FAST
+@given(st.text(max_size=300), st.integers(0, 20_000))
+def test_any_banner_text_parses_or_raises_protocol_error(text, digits):
+    for candidate in (text, f"OpenBCI {text}", f"OpenBCI Firmware: v{'9' * digits}.1"):
+        try:
+            parse_banner(candidate, source=PORT)
+        except ProtocolError as exc:
+            assert str(exc).startswith(f"{PORT}: ")
