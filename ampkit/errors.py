@@ -15,6 +15,7 @@ __all__ = [
     "StateError",
     "ProtocolError",
     "ConnectionLostError",
+    "StreamEndedError",
     "RecordingError",
 ]
 
@@ -63,6 +64,15 @@ class ProtocolError(AmpkitError):
 
 class ConnectionLostError(AmpkitError, ConnectionError):
     """The device, server or stream went away during acquisition."""
+
+
+class StreamEndedError(ConnectionLostError):
+    """The device or server ended the stream on purpose (e.g. RDA's stop
+    message, when BrainVision Recorder stops monitoring).
+
+    A subclass of :class:`ConnectionLostError`, so code that handles a lost
+    connection handles an ended stream too.
+    """
 
 
 class RecordingError(AmpkitError, OSError):

@@ -40,7 +40,9 @@ from ampkit.errors import (
     ConnectionLostError,
     ProtocolError,
     StateError,
+    StreamEndedError,
 )
+from ampkit.logthrottle import LogThrottle
 from ampkit.pool import BufferPool
 from ampkit.protocols.rda import (
     PORT_FLOAT32,
@@ -54,7 +56,7 @@ from ampkit.protocols.rda import (
 from ampkit.timestamps import SampleClock
 from ampkit.worker import Worker
 
-__all__ = ["RDAAmp", "RDAReceiver"]
+__all__ = ["RDAAmp", "RDAReceiver", "SilenceWatch"]
 
 logger = logging.getLogger("ampkit")
 
@@ -102,6 +104,67 @@ def _wait_readable(sock: socket.socket, timeout: float) -> bool:
     return bool(select.select([sock], [], [], timeout)[0])
 
 
+class SilenceWatch:
+    """Notice a stream that should be sending but has gone quiet.
+
+    Armed when the stream starts (RDA's start message), fed with every block,
+    paused while the server has said it stopped. The limit is ``timeout``
+    when set, else ten blocks' worth of time and at least ``floor`` seconds
+    (before the first block: ``floor``), so a slow server is not taken for a
+    dead one. Thread-safe in the way it is used: one thread feeds it, one
+    asks :meth:`overdue`.
+
+    Parameters
+    ----------
+    timeout : float or None
+        Seconds of silence tolerated; None for the automatic limit.
+    floor : float
+        The least automatic limit in seconds.
+    """
+
+    BLOCKS = 10.0
+
+    def __init__(self, timeout: float | None = None, floor: float = 2.0) -> None:
+        self.timeout = timeout
+        self.floor = floor
+        self._block_seconds = 0.0
+        self._since: float | None = None  # last data; None: not watching
+
+    @property
+    def limit(self) -> float:
+        """Seconds of silence after which :meth:`overdue` reports it."""
+        if self.timeout is not None:
+            return self.timeout
+        return max(self.floor, self.BLOCKS * self._block_seconds)
+
+    def arm(self, now: float) -> None:
+        """Start watching (the stream started)."""
+        self._since = now
+
+    def heard(self, now: float, block_seconds: float) -> None:
+        """A block of ``block_seconds`` arrived at ``now``."""
+        if block_seconds > 0:
+            self._block_seconds = block_seconds
+        self._since = now
+
+    def pause(self) -> None:
+        """Stop watching (the stream stopped on purpose)."""
+        self._since = None
+
+    @property
+    def deadline(self) -> float:
+        """When the silence becomes overdue (inf while not watching)."""
+        since = self._since
+        return math.inf if since is None else since + self.limit
+
+    def overdue(self, now: float) -> float | None:
+        """Seconds of silence if over the limit, else None."""
+        since = self._since
+        if since is None or now - since <= self.limit:
+            return None
+        return now - since
+
+
 class RDAReceiver:
     """A connection to an RDA server, read and parsed in a background thread,
     or in the caller's thread while it is waiting for data.
@@ -133,6 +196,9 @@ class RDAReceiver:
         ``on_connect(reconnected: bool)`` after each (re)connection.
     on_end : callable, optional
         Called in the reader thread when it ends, for whatever reason.
+    silence : SilenceWatch, optional
+        Watched by the reader thread: when it reports the stream overdue
+        (and a read found nothing waiting), the connection counts as lost.
     """
 
     def __init__(
@@ -144,6 +210,7 @@ class RDAReceiver:
         on_messages: Callable[[list[Message], float], None],
         on_connect: Callable[[bool], None] | None = None,
         on_end: Callable[[], None] | None = None,
+        silence: SilenceWatch | None = None,
     ) -> None:
         self.host, self.port = host, port
         self.timeout = timeout
@@ -151,9 +218,13 @@ class RDAReceiver:
         self.on_messages = on_messages
         self.on_connect = on_connect
         self.on_end = on_end
+        self.silence = silence
         self.reconnects = 0
         self._sock: socket.socket | None = None
-        self._parser = RDAParser()
+        self._parser = RDAParser(source=self.name)
+        # When a read last found the socket empty: a silence is only real
+        # once nothing was left unread after its deadline.
+        self._empty_at = -math.inf
         self._lock = threading.Lock()  # held while reading the socket
         self._lease = -math.inf  # until then the caller, not the thread, reads
         self._reads = 0  # reads that delivered messages
@@ -257,14 +328,17 @@ class RDAReceiver:
             try:
                 n = sock.recv_into(buffer)
             except BlockingIOError:
+                self._empty_at = local_clock()
                 if timeout <= 0:
                     return 0
                 # Wake when the whole message is there, not for each piece.
                 self._set_lowat(sock, parser.missing)
                 if not _wait_readable(sock, timeout):
+                    self._empty_at = local_clock()
                     return 0
                 n = sock.recv_into(buffer)
         except BlockingIOError:
+            self._empty_at = local_clock()
             return 0
         except OSError as exc:
             self._broken = f"connection failed: {exc}"
@@ -275,16 +349,14 @@ class RDAReceiver:
         arrival = local_clock()
         try:
             messages = parser.buffer_updated(n)
-        except ProtocolError as exc:
-            self._broken = ProtocolError(f"{self.name}: {exc.reason}", exc.offset)
+        except ProtocolError as exc:  # names the server (the parser's source)
+            self._broken = exc
             return n
         if messages:
             self._reads += 1
             self.on_messages(messages, arrival)
         if parser.error is not None:
-            self._broken = ProtocolError(
-                f"{self.name}: {parser.error.reason}", parser.error.offset
-            )
+            self._broken = parser.error
         return n
 
     def _set_lowat(self, sock: socket.socket, n: int) -> None:
@@ -319,9 +391,46 @@ class RDAReceiver:
             if self.on_end is not None:
                 self.on_end()
 
+    def _check_silence(self) -> None:
+        """Count the connection as lost when the stream went quiet for too long.
+
+        Only once nothing is left unread: a process that was held up (a
+        suspended laptop, a debugger) finds the blocks that came meanwhile
+        waiting in the socket, and that is no silence.
+        """
+        watch = self.silence
+        now = local_clock()
+        if watch is None or self._broken is not None or watch.overdue(now) is None:
+            return
+        if self._empty_at < watch.deadline:  # nobody has found it empty since
+            if self._lease > now:
+                return  # the caller is reading the socket: its reads will tell
+            if not self._lock.acquire(timeout=_POLL):
+                return
+            try:
+                drained = 0
+                while (self._broken is None and self._sock is not None
+                       and drained < _DRAIN_BYTES):
+                    n = self._read_once(self._sock, self._parser, 0.0)
+                    if not n:
+                        break
+                    drained += n
+            finally:
+                self._lock.release()
+            if self._empty_at < watch.deadline:
+                return
+        quiet = watch.overdue(local_clock())
+        if quiet is not None and self._broken is None:
+            watch.pause()  # once; the next start message (or data) re-arms it
+            self._broken = (
+                f"no data for {quiet:.1f} s (limit {watch.limit:g} s, silence_timeout): "
+                "the server hangs or the network is down"
+            )
+
     def _read(self, stop: threading.Event) -> None:
         lock = self._lock
         while not stop.is_set():
+            self._check_silence()
             if self._broken is not None:
                 if not self._recover(stop):
                     return
@@ -356,7 +465,7 @@ class RDAReceiver:
         if new is None:
             return False
         with self._lock:
-            self._sock, self._parser, self._broken = new, RDAParser(), None
+            self._sock, self._parser, self._broken = new, RDAParser(source=self.name), None
             self._lowat = 1
         if self.on_connect is not None:
             self.on_connect(True)
@@ -430,6 +539,9 @@ class RDAAmp(Amplifier):
         Discontinuities found since ``start()`` (each marked with a gap marker).
     lost_samples : int
         Estimated samples lost in them.
+    server_stopped : bool
+        The server sent a stop message (Recorder stopped monitoring) and no
+        start message since.
 
     Examples
     --------
@@ -452,8 +564,17 @@ class RDAAmp(Amplifier):
         self.running = False
         self.reconnect = False
         self.buffer_seconds = 60.0
+        self.silence_timeout: float | None = None
+        self.on_stop = "wait"
         self.gap_count = 0
         self.lost_samples = 0
+        self.server_stopped = False
+        # Blocks are queued from start() on, including those that come with
+        # the start message, before start() returns (see start()).
+        self._accepting = False
+        self._ended: StreamEndedError | None = None  # on_stop='raise' after a stop
+        self._silence = SilenceWatch()
+        self._warn_marker = LogThrottle(logger)
         self._receiver: RDAReceiver | None = None
         self._cond = threading.Condition(threading.Lock())
         self._start: StartMessage | None = None
@@ -473,6 +594,7 @@ class RDAAmp(Amplifier):
         self._last_time = 0.0
         self._new_run = False
         self._stopped = False
+        self.server_stopped = False
         self._pending_lost = 0
         self._overflow_logged = -1e9
         self._overflow_dropped = self._overflow_markers = 0
@@ -486,6 +608,8 @@ class RDAAmp(Amplifier):
         timeout: float = 5.0,
         reconnect: bool = False,
         buffer_seconds: float = 60.0,
+        silence_timeout: float | None = None,
+        on_stop: str = "wait",
     ) -> None:
         """Set the server's address and how to treat it.
 
@@ -503,6 +627,17 @@ class RDAAmp(Amplifier):
         buffer_seconds : float
             Samples kept for a caller that reads late; beyond that the oldest
             are dropped, logged and marked as a gap.
+        silence_timeout : float, optional
+            Seconds without a data block, while the server streams, after
+            which the connection counts as lost (ConnectionLostError, or a
+            reconnection with ``reconnect``). None (default): ten blocks'
+            worth of time, at least 2 s.
+        on_stop : {'wait', 'raise'}
+            What the server's stop message (Recorder stops monitoring) does,
+            once the blocks before it are read: ``'wait'`` returns empty
+            blocks (:attr:`server_stopped` is true) until a new start
+            message, then goes on with a gap marker; ``'raise'`` raises
+            :class:`~ampkit.errors.StreamEndedError`.
 
         Raises
         ------
@@ -521,9 +656,14 @@ class RDAAmp(Amplifier):
         buffer_seconds = check_positive_number("buffer_seconds", buffer_seconds)
         if not isinstance(reconnect, bool):
             raise ConfigurationError(f"reconnect must be True or False, got {reconnect!r}")
+        if silence_timeout is not None:
+            silence_timeout = check_positive_number("silence_timeout", silence_timeout)
+        if on_stop not in ("wait", "raise"):
+            raise ConfigurationError(f"on_stop must be 'wait' or 'raise', got {on_stop!r}")
         self._disconnect()
         self.host, self.port, self.timeout = host, port, timeout
         self.reconnect, self.buffer_seconds = reconnect, buffer_seconds
+        self.silence_timeout, self.on_stop = silence_timeout, on_stop
 
     def _disconnect(self) -> None:
         if self._receiver is not None:
@@ -534,15 +674,19 @@ class RDAAmp(Amplifier):
     def _connect(self) -> StartMessage:
         """Connect (if not connected) and wait for the start message."""
         receiver = self._receiver
-        if receiver is not None and receiver.alive and self._start is not None:
+        if (
+            receiver is not None and receiver.alive and self._start is not None
+            and not self.server_stopped
+        ):
             return self._start
         self._disconnect()
         with self._cond:
             self._reset_stream()
             self._failure = None
+        self._silence = SilenceWatch(self.silence_timeout)
         receiver = RDAReceiver(
             self.host, self.port, self.timeout, self.reconnect,
-            self._on_messages, self._on_connect, self._on_end,
+            self._on_messages, self._on_connect, self._on_end, self._silence,
         )
         self._receiver = receiver.open()
         with self._cond:
@@ -596,12 +740,23 @@ class RDAAmp(Amplifier):
         """
         if self.running:
             raise StateError("start() while running")
-        self._connect()
         with self._cond:
             self._queue.clear()
             self._queued = 0
             self.gap_count = self.lost_samples = 0
             self._pending_lost = 0
+            self._ended = None
+            # From here on, not from the end of start(): a server sends the
+            # first block right behind the start message, often in the same
+            # read, before _connect() has returned.
+            self._accepting = True
+        try:
+            self._connect()
+        except BaseException:
+            with self._cond:
+                self._accepting = False
+            raise
+        with self._cond:
             self.running = True
         if self._receiver is not None:
             self._receiver.reconnects = 0
@@ -609,7 +764,7 @@ class RDAAmp(Amplifier):
     def stop(self) -> None:
         """Stop acquisition and close the connection."""
         with self._cond:
-            self.running = False
+            self.running = self._accepting = False
         self._disconnect()
 
     def close(self) -> None:
@@ -663,16 +818,44 @@ class RDAAmp(Amplifier):
                 self._scale = _Scaler(message.resolutions)
                 if self._last_block is not None:
                     self._new_run = True
+                resumed, self.server_stopped = self.server_stopped, False
                 self._cond.notify_all()
-            logger.info(
-                "RDA %s:%d: start: %d channels at %g Hz",
+            self._silence.arm(local_clock())
+            logger.log(
+                logging.WARNING if resumed and self.running else logging.INFO,
+                "RDA %s:%d: start: %d channels at %g Hz%s",
                 self.host, self.port, len(message.channels), message.fs,
+                " (started again: the blocks go on after a gap marker)"
+                if resumed and self._accepting else "",
             )
         elif isinstance(message, StopMessage):
-            self._stopped = True
-            logger.info("RDA %s:%d: the server stopped acquisition", self.host, self.port)
+            self._on_stop()
         else:
             logger.debug("RDA %s:%d: skipped message type %d", self.host, self.port, message.type)
+
+    def _on_stop(self) -> None:
+        """The server's stop message: the end of the stream, for now or for good."""
+        self._silence.pause()  # a stopped server may say nothing for hours
+        with self._cond:
+            self._stopped = self.server_stopped = True
+            if self.on_stop == "raise" and self._accepting:
+                self._ended = StreamEndedError(
+                    f"RDA {self.host}:{self.port}: the server stopped acquisition (stop "
+                    "message: Recorder stopped monitoring); every block before it was "
+                    "returned. Call stop() and start() to wait for the next start, or "
+                    "configure(on_stop='wait') to wait without an error"
+                )
+                self._accepting = False  # nothing after the end
+            self._cond.notify_all()
+        if self.running:
+            logger.warning(
+                "RDA %s:%d: the server stopped acquisition (Recorder stopped monitoring)%s",
+                self.host, self.port,
+                "" if self.on_stop == "raise"
+                else "; get_data() returns empty blocks until it starts again",
+            )
+        else:
+            logger.info("RDA %s:%d: the server stopped acquisition", self.host, self.port)
 
     def _count_lost(self, block: DataMessage, n: int, arrival: float, fs: float) -> int:
         """Samples lost before ``block`` (0 when it continues the stream)."""
@@ -706,6 +889,7 @@ class RDAAmp(Amplifier):
         assert start is not None  # the parser refuses data before a start message
         n = block.points
         fs = start.fs
+        self._silence.heard(arrival, n / fs)
         lost = self._count_lost(block, max(n, 1), arrival, fs)
         if lost:
             logger.warning(
@@ -717,7 +901,12 @@ class RDAAmp(Amplifier):
         self._last_block = block.block
         if n == 0:
             self._pending_lost += lost
-            return None
+            if not block.markers or not self._accepting:
+                return None
+            # Markers without samples: at the next sample to come.
+            markers = self._block_markers(block, 0)
+            return [np.empty((0, len(start.channels)), np.float32),
+                    np.empty(0, np.float64), markers, 0]
         self._last_points = n
         lost += self._pending_lost
         self._pending_lost = 0
@@ -730,7 +919,7 @@ class RDAAmp(Amplifier):
         self._restarted = False
         stamps = self._clock.stamp(n, arrival, lost)[0]
         self._last_time = float(stamps[-1])
-        if not self.running:
+        if not self._accepting:
             return None
         if lost:
             self.gap_count += 1
@@ -743,13 +932,32 @@ class RDAAmp(Amplifier):
             data = self._scale(raw, raw)
         else:
             data = self._scale(raw, np.empty(raw.shape, np.float32))
-        return [data, stamps, [(m.position, m.text) for m in block.markers], lost]
+        return [data, stamps, self._block_markers(block, n), lost]
+
+    def _block_markers(self, block: DataMessage, n: int) -> list[tuple[int, str]]:
+        """``(row, text)`` of a block's markers; a marker positioned past the
+        block's ``n`` samples is put on its last one (the next sample to come
+        for an empty block), with a warning naming it: left where it says,
+        it would wait for a sample that may never come."""
+        marks = [(m[0], f"{m[1]}/{m[2]}") for m in block.markers]  # m.text, inlined
+        last = max(n - 1, 0)
+        if marks and max(position for position, _ in marks) > last:
+            for i, (position, text) in enumerate(marks):
+                if position > last:
+                    marks[i] = (last, text)
+                    self._warn_marker(
+                        "RDA %s:%d: marker %r at position %d of block %d, which has %d "
+                        "samples: placed on %s",
+                        self.host, self.port, text, position, block.block, n,
+                        "its last sample" if n else "the next sample",
+                    )
+        return marks
 
     def _enqueue(self, entries: list[list[Any]]) -> None:
         start = self._start
         assert start is not None
         with self._cond:
-            if not self.running:
+            if not self._accepting:
                 return
             self._queue.extend(entries)
             self._queued += sum(len(entry[0]) for entry in entries)
@@ -794,16 +1002,20 @@ class RDAAmp(Amplifier):
         """Return the samples (µV) and markers received since the last call.
 
         Waits up to 0.1 s for at least one block; returns an empty block
-        when none came. A caller that fell far behind gets the backlog in
+        when none came (and while the server is stopped, with ``on_stop``
+        ``'wait'``). A caller that fell far behind gets the backlog in
         parts of about 4 MB (at least one block each), oldest first.
 
         Raises
         ------
         ampkit.errors.StateError
             Not started.
+        ampkit.errors.StreamEndedError
+            The server stopped acquisition and ``on_stop`` is ``'raise'``;
+            blocks received before are returned first.
         ampkit.errors.ConnectionLostError
-            The server went away (and ``reconnect`` is off); blocks received
-            before are returned first.
+            The server went away or fell silent for ``silence_timeout`` (and
+            ``reconnect`` is off); blocks received before are returned first.
         ampkit.errors.ProtocolError
             The server broke the protocol.
         """
@@ -820,7 +1032,7 @@ class RDAAmp(Amplifier):
             with self._cond:
                 if not self._queue:
                     self._cond.wait_for(
-                        lambda: self._queue or not receiver.alive,
+                        lambda: self._queue or not receiver.alive or self._ended,
                         max(0.0, deadline - local_clock()),
                     )
             blocks = self._take()
@@ -873,6 +1085,8 @@ class RDAAmp(Amplifier):
         return blocks
 
     def _raise_failure(self, receiver: RDAReceiver) -> None:
+        if self._ended is not None:
+            raise self._ended
         if self._failure is None and not receiver.alive:
             try:
                 receiver.check()

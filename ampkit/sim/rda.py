@@ -4,9 +4,12 @@
 that connects a start message (after an optional preamble of state, info,
 keep-alive and unknown messages) and then the data blocks of a recording that
 runs whether or not anybody listens, so a client that connects later joins
-mid-recording with a continuing ``nBlock``. Faults can be injected: dropped
-blocks, cut connections, stop and restart of the recording, the server going
-away.
+mid-recording with a continuing ``nBlock``. A new recording's first block
+goes out in the same write as its start message, as Brain Products' servers
+send it. Faults can be injected: dropped blocks, cut connections, stop and
+restart of the recording (on the same connections), a server that falls
+silent while connected (with or without keep-alives), garbage, the server
+going away.
 
 The signal is deterministic, so a client can check every sample it receives:
 :meth:`RDASimulator.samples` and :meth:`RDASimulator.markers` return what
@@ -83,6 +86,12 @@ class RDASimulator(Closing):
         Send :data:`PREAMBLE` to each client before the start message.
     keepalive_every : int
         Also send a keep-alive message after every this many blocks (0: never).
+    keepalive_interval : float
+        Also send a keep-alive message every this many seconds, whatever the
+        state (stopped, muted); 0: never.
+    first_block_with_start : bool
+        Send a new recording's first block in the same write as its start
+        message (:meth:`start_recording`), instead of one block later.
     realtime : bool
         Pace blocks at ``fs`` (True), or send them as fast as the client
         takes them, only while a client is connected (False, for benchmarks).
@@ -116,6 +125,8 @@ class RDASimulator(Closing):
         marker_rate: float = 1.0,
         preamble: bool = False,
         keepalive_every: int = 0,
+        keepalive_interval: float = 0.0,
+        first_block_with_start: bool = True,
         realtime: bool = True,
         send_timeout: float = 5.0,
         ppm: float = 0.0,
@@ -130,6 +141,12 @@ class RDASimulator(Closing):
         self.port = port
         self.preamble = bool(preamble)
         self.keepalive_every = int(keepalive_every)
+        if isinstance(keepalive_interval, bool) or not keepalive_interval >= 0:
+            raise ConfigurationError(
+                f"keepalive_interval must be >= 0 seconds, got {keepalive_interval!r}"
+            )
+        self.keepalive_interval = float(keepalive_interval)
+        self.first_block_with_start = bool(first_block_with_start)
         self.realtime = bool(realtime)
         self.send_timeout = check_positive_number("send_timeout", send_timeout)
         self.blocks_sent = 0
@@ -139,6 +156,8 @@ class RDASimulator(Closing):
         self._listener: socket.socket | None = None
         self._workers: list[Worker] = []
         self._recording = False
+        self._muted = False
+        self._next_keepalive = 0.0
         self._drop = 0
         self._block = 0
         self._count = 0
@@ -339,6 +358,24 @@ class RDASimulator(Closing):
         with self._lock:
             self._drop += check_positive_int("n", n)
 
+    def mute(self) -> None:
+        """Fall silent while connected: the recording goes on (blocks are
+        produced and numbered) but no block reaches any client until
+        :meth:`unmute`; start and stop messages and the keep-alives of
+        ``keepalive_interval`` still go out."""
+        with self._lock:
+            self._muted = True
+
+    def unmute(self) -> None:
+        """Send blocks again (those produced while muted are lost to clients)."""
+        with self._lock:
+            self._muted = False
+
+    def send_garbage(self, data: bytes = b"this is not RDA") -> None:
+        """Send ``data`` as they are to every client (bytes that break the protocol)."""
+        with self._lock:
+            self._broadcast(bytes(data))
+
     def cut(self) -> None:
         """Close every client connection now; the server keeps listening."""
         with self._lock:
@@ -378,7 +415,13 @@ class RDASimulator(Closing):
                 self._set_layout(**layout)
             self._reset_recording()
             self._recording = True
-            self._broadcast(self.start_message())
+            if self.first_block_with_start and self.realtime:
+                # Block 0 due now: it goes out behind the start message.
+                self._pacer.start(local_clock() - self.block_size / self.fs)
+                self._pacer.due(multiple=self.block_size)
+                self._emit_block(prefix=self.start_message())
+            else:
+                self._broadcast(self.start_message())
 
     def restart(self, **changes: Any) -> None:
         """Stop and start the recording, as when Recorder restarts monitoring."""
@@ -451,15 +494,18 @@ class RDASimulator(Closing):
                 if not hello or self._send(sock, peer, hello):
                     self._clients.append((sock, peer))
 
-    def _emit_block(self) -> None:
+    def _emit_block(self, prefix: bytes = b"") -> None:
         n = self.block_size
         first = self._count
         block = self._block
         self._count += n
         self._block = (block + 1) & 0xFFFFFFFF
-        if self._drop:
-            self._drop -= 1
-            self.blocks_dropped += 1
+        if self._drop or self._muted:
+            if self._drop:
+                self._drop -= 1
+                self.blocks_dropped += 1
+            if prefix:
+                self._broadcast(prefix)
             return
         self.blocks_sent += 1
         if not self._clients:
@@ -467,12 +513,23 @@ class RDASimulator(Closing):
         msg = rda.encode_data(block, self.samples(first, n), self.markers(first, n))
         if self.keepalive_every and (block + 1) % self.keepalive_every == 0:
             msg += rda.encode_message(10000)
-        self._broadcast(msg)
+        self._broadcast(prefix + msg)
+
+    def _keepalive(self) -> float:
+        """Send the interval's keep-alive when due; seconds until the next."""
+        if not self.keepalive_interval:
+            return 0.05
+        now = local_clock()
+        if now >= self._next_keepalive:
+            self._broadcast(rda.encode_message(10000))
+            self._next_keepalive = max(self._next_keepalive + self.keepalive_interval, now)
+        return self._next_keepalive - now
 
     def _produce_loop(self, stop: threading.Event) -> None:
         while not stop.is_set():
             wait = 0.05
             with self._lock:
+                keepalive = self._keepalive()
                 if self._recording and not self.realtime:
                     if self._clients:
                         self._emit_block()
@@ -484,5 +541,6 @@ class RDASimulator(Closing):
                     for _ in range(pacer.due(multiple=self.block_size) // self.block_size):
                         self._emit_block()
                     wait = pacer.time_of(pacer.count + self.block_size - 1) - local_clock()
+            wait = min(wait, keepalive)
             if wait > 0:
                 stop.wait(min(wait, 0.05))

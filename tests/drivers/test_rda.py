@@ -484,3 +484,219 @@ def test_recording_read_back_by_mne_has_every_sample_and_marker(tmp_path):
     ]
     assert got == [(m.position, m.text) for m in sim.markers(k0, len(data))]
     assert len(got) >= 10
+
+
+# -- hardening: start race, stop, silence, markers, bad rates (issue 14) ------------
+
+
+def start_in_background(amp):
+    """amp.start() in a thread of its own (it waits for the start message)."""
+    worker = Worker(lambda stop: amp.start(), "start")
+    return worker.start()
+
+
+def wait_for(condition, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.005)
+
+
+def test_the_block_sent_with_the_start_message_is_delivered():
+    # Brain Products' servers send the first block right behind the start
+    # message, often in the same read: it used to be dropped while start()
+    # was still returning (the first 20 of 1000 samples, in half the runs).
+    with make_sim() as sim, RDAAmp() as amp:
+        sim.stop_recording()  # clients connect to a server that does not stream yet
+        amp.configure(port=sim.port)
+        for _ in range(4):
+            starting = start_in_background(amp)
+            wait_for(lambda: sim.clients == 1)
+            sim.start_recording()  # start message + block 0 in one write
+            starting.stop()
+            starting.check()
+            data, markers = collect(amp, 100)
+            check_run(sim, data, markers, first=0)  # from sample 0 on, nothing missing
+            amp.stop()
+            wait_for(lambda: sim.clients == 0)
+            sim.stop_recording()
+
+
+def test_stop_message_waits_with_empty_blocks_and_a_new_start_goes_on_with_a_gap(caplog):
+    with make_sim(keepalive_interval=0.05) as sim, RDAAmp() as amp:
+        amp.configure(port=sim.port, silence_timeout=0.3)
+        amp.start()
+        data1, m1 = collect(amp, 100)
+        sim.stop_recording()
+        sent = sim.blocks_sent * BLOCK
+        # Every sample sent before the stop is delivered, then empty blocks:
+        # a stopped server is not a silent one (0.6 s > silence_timeout).
+        tail, empty = [], 0
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 0.6:
+            data, markers = amp.get_data()
+            tail.append(data)
+            empty += len(data) == 0
+        assert amp.server_stopped and empty > 0
+        data2 = np.concatenate([data1, *tail])
+        assert round(data2[-1, 0] / RES[0]) == (sent - 1) % COUNTER_MODULUS
+        check_run(sim, data2, m1)
+        assert "stopped acquisition" in caplog.text
+        sim.start_recording()  # on the same connection
+        data3, m3 = collect(amp, 100)
+        assert not amp.server_stopped
+        assert m3[0][0] == 0 and m3[0][1].startswith("ampkit/gap ")
+        assert int(m3[0][1].split()[-1]) >= 0.4 * FS  # the time it was stopped
+        check_run(sim, data3, m3, first=0)
+        assert amp.gap_count == 1
+        amp.stop()
+
+
+def test_stop_message_with_on_stop_raise_ends_the_stream_after_every_block():
+    from ampkit.errors import StreamEndedError
+
+    with make_sim() as sim, RDAAmp() as amp:
+        amp.configure(port=sim.port, on_stop="raise")
+        amp.start()
+        data1, _ = collect(amp, 100)
+        sim.stop_recording()
+        sent = sim.blocks_sent * BLOCK
+        rows = rows_until_error(amp, StreamEndedError, "stopped acquisition")
+        assert len(data1) + rows == sent - first_sample(sim, data1)
+        # A ConnectionLostError to code that handles only those.
+        assert issubclass(StreamEndedError, ConnectionLostError)
+        amp.stop()
+        sim.start_recording()
+        amp.start()  # a new connection, a new start message
+        data, markers = collect(amp, 50)
+        check_run(sim, data, markers)
+        amp.stop()
+
+
+@pytest.mark.parametrize("keepalives", [False, True])
+def test_a_server_that_falls_silent_is_noticed(keepalives):
+    # Keep-alives say the server lives, not that it streams: still silence.
+    with make_sim(keepalive_interval=0.05 if keepalives else 0) as sim, RDAAmp() as amp:
+        amp.configure(port=sim.port, silence_timeout=0.5)
+        amp.start()
+        data, markers = collect(amp, 100)
+        sim.mute()
+        t0 = time.monotonic()
+        rows = rows_until_error(amp, ConnectionLostError, "no data for .* silence_timeout")
+        assert 0.4 < time.monotonic() - t0 < 10.0
+        assert rows >= 0  # what came before the silence was delivered first
+        amp.stop()
+
+
+def test_silence_limit_follows_the_block_rate_by_default():
+    with make_sim() as sim, RDAAmp() as amp:  # 10 ms blocks: the 2 s floor
+        amp.configure(port=sim.port)
+        amp.start()
+        collect(amp, 100)
+        assert amp._silence.limit == 2.0
+        sim.mute()
+        t0 = time.monotonic()
+        with pytest.raises(ConnectionLostError, match="no data for"):
+            for _ in range(200):
+                amp.get_data()
+        assert 1.8 < time.monotonic() - t0 < 15.0
+        amp.stop()
+    with make_sim(fs=100.0, block_size=50) as sim, RDAAmp() as amp:  # 0.5 s blocks
+        amp.configure(port=sim.port)
+        amp.start()
+        while not amp.get_data()[0].size:
+            pass
+        assert amp._silence.limit == 5.0
+
+
+def test_silence_with_reconnect_reconnects_and_marks_the_gap():
+    with make_sim() as sim, RDAAmp() as amp:
+        amp.configure(port=sim.port, silence_timeout=0.3, reconnect=True)
+        amp.start()
+        data1, m1 = collect(amp, 100)
+        sim.mute()
+        wait_for(lambda: amp.reconnects >= 1)
+        sim.unmute()
+        data2, m2 = collect(amp, 200)
+        amp.stop()
+    data = np.concatenate([data1, data2])
+    markers = m1 + [(r + len(data1), t) for r, t in m2]
+    counter = np.round(data[:, 0] / RES[0]).astype(int)
+    (jump,) = np.flatnonzero(np.diff(counter) != 1) + 1
+    lost = counter[jump] - counter[jump - 1] - 1
+    assert lost >= 0.25 * FS
+    assert (jump, GAP_MARKER.format(n=lost)) in markers
+    check_run(sim, data, markers, row0=jump)
+
+
+def serve_once(messages, hold=5.0):
+    """A one-connection RDA server that sends ``messages`` (bytes) and waits."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    listener.settimeout(5)
+
+    def serve(stop):
+        conn, _ = listener.accept()
+        with conn:
+            for message in messages:
+                conn.sendall(message)
+                stop.wait(0.02)
+            stop.wait(hold)
+
+    return listener, Worker(serve, "test RDA server")
+
+
+def test_markers_past_their_block_are_delivered_on_its_last_sample(caplog):
+    block = np.arange(30, dtype=np.float32).reshape(10, 3)
+    far = rda.RDAMarker(4_000_000_000, "Stimulus", "far")
+    messages = [
+        rda.encode_start(["A", "B", "C"], 1000.0, [1.0] * 3),
+        rda.encode_data(0, block, [rda.RDAMarker(3, "Stimulus", "S  1"), far]),
+        rda.encode_data(1, np.zeros((0, 3), np.float32), [rda.RDAMarker(7, "Stimulus", "empty")]),
+        rda.encode_data(2, block, []),
+    ]
+    listener, server = serve_once(messages)
+    with listener, server, ampkit.get_amp("rda", port=listener.getsockname()[1]) as amp:
+        amp.start(marker_port=None)
+        rows, got = 0, []
+        for _ in range(30):
+            b = amp.get_block()
+            got += [(rows + r, text) for r, text in b.marker_samples()]
+            rows += len(b)
+            if rows >= 20:
+                break
+        amp.stop()
+    assert got == [(3, "Stimulus/S  1"), (9, "Stimulus/far"), (10, "Stimulus/empty")]
+    assert "'Stimulus/far' at position 4000000000 of block 0" in caplog.text
+
+
+def test_a_start_message_with_an_infinite_rate_is_refused_and_leaves_nothing(tmp_path):
+    messages = [rda.encode_start(["A"], 5e-324, [1.0])]
+    listener, server = serve_once(messages)
+    port = listener.getsockname()[1]
+    threads = set(threading.enumerate())
+    with listener, server:
+        amp = ampkit.get_amp("rda", port=port, timeout=3.0)
+        with pytest.raises(ProtocolError, match=f"RDA 127.0.0.1:{port}: .*sampling interval"):
+            amp.start(filename=str(tmp_path / "rec"), marker_port=0)
+        amp.close()
+    assert not amp.running
+    assert list(tmp_path.iterdir()) == []
+    wait_for(lambda: set(threading.enumerate()) <= threads)
+
+
+def test_blocks_left_unread_while_the_reader_was_held_up_are_no_silence():
+    # Nobody reads the socket for twice the limit (as in a suspended
+    # process) while the server streams on: the blocks waiting there are
+    # read, not taken for a silence.
+    with make_sim() as sim, RDAAmp() as amp:
+        amp.configure(port=sim.port, silence_timeout=0.3)
+        amp.start()
+        collect(amp, 50)
+        with amp._receiver._lock:
+            time.sleep(0.6)
+        data, markers = collect(amp, 600)
+        check_run(sim, data, markers)
+        assert amp.gap_count == 0
+        amp.stop()

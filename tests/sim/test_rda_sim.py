@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 
-from ampkit.errors import ConfigurationError, StateError
+from ampkit.errors import ConfigurationError, ProtocolError, StateError
 from ampkit.protocols import rda
 from ampkit.sim.rda import COUNTER_MODULUS, PREAMBLE, RDASimulator
 
@@ -292,3 +292,73 @@ def test_clock_skew_and_the_true_schedule():
         # The counter channel continues through the blocks.
         counts = np.concatenate([b.data[:, 0] for b in blocks])
         np.testing.assert_array_equal(counts, np.arange(first, last + 1) % COUNTER_MODULUS)
+
+
+# -- the real world's faults (issue 14) ---------------------------------------------
+
+
+def test_a_new_recordings_first_block_comes_in_the_start_messages_write():
+    with RDASimulator(port=0, channels=2, fs=100.0, block_size=50) as sim:  # 0.5 s blocks
+        sim.stop_recording()
+        c = Client(sim.port)
+        while sim.clients < 1:
+            time.sleep(0.01)
+        sim.start_recording()
+        # One read: the start message and block 0, not half a second later.
+        chunk = c.sock.recv(1 << 16)
+        start, block = c.parser.feed(chunk)
+        assert isinstance(start, rda.StartMessage) and block.block == 0
+        np.testing.assert_array_equal(block.data, sim.samples(0, 50))
+        assert c.data(1, timeout=2)[0].block == 1  # then at the paced rate
+        c.close()
+    with RDASimulator(port=0, channels=2, fs=100.0, block_size=50,
+                      first_block_with_start=False) as sim:
+        sim.stop_recording()
+        c = Client(sim.port)
+        while sim.clients < 1:
+            time.sleep(0.01)
+        sim.start_recording()
+        assert isinstance(c.next(), rda.StartMessage) and not c.pending
+        c.close()
+
+
+@pytest.mark.parametrize("interval", [0.0, 0.05])
+def test_mute_silences_the_data_and_keepalives_go_on(interval):
+    with RDASimulator(port=0, channels=2, fs=1000.0, block_size=10,
+                      keepalive_interval=interval) as sim:
+        c = Client(sim.port)
+        c.data(3)
+        sim.mute()
+        time.sleep(0.05)
+        c.pending.clear()
+        c.sock.settimeout(0.05)
+        got, end = [], time.monotonic() + 0.4
+        while time.monotonic() < end:
+            try:
+                got += c.parser.feed(c.sock.recv(1 << 16))
+            except TimeoutError:
+                pass
+        assert not [m for m in got if isinstance(m, rda.DataMessage)]
+        keepalives = [m for m in got if isinstance(m, rda.UnknownMessage) and m.type == 10000]
+        assert (len(keepalives) >= 4) if interval else not keepalives
+        sim.unmute()
+        c.sock.settimeout(5)
+        (first, second) = c.data(2)
+        assert second.block == first.block + 1 and first.block > 40  # produced meanwhile
+        c.close()
+
+
+def test_garbage_reaches_every_client():
+    with RDASimulator(port=0, channels=2) as sim:
+        c = Client(sim.port)
+        c.data(1)
+        sim.send_garbage(b"not RDA at all")
+        with pytest.raises(ProtocolError, match="GUID"):
+            while True:
+                c.next()
+        c.close()
+
+
+def test_keepalive_interval_is_checked():
+    with pytest.raises(ConfigurationError, match="keepalive_interval"):
+        RDASimulator(port=0, keepalive_interval=-1)
