@@ -23,6 +23,9 @@ from __future__ import annotations
 
 import bisect
 import logging
+import math
+import numbers
+import threading
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -32,20 +35,60 @@ import numpy as np
 from ampkit.amplifier import Amplifier, Marker
 from ampkit.clock import local_clock
 from ampkit.errors import ConfigurationError, StateError
+from ampkit.logthrottle import LogThrottle
+from ampkit.markers import MarkerServers
 from ampkit.timestamps import RecentStamps, SampleClock
 
-__all__ = ["AmpDecorator", "Block", "Service", "GAP_MARKER"]
+__all__ = ["AmpDecorator", "Block", "Service", "GAP_MARKER", "DROPPED_MARKER"]
 
 logger = logging.getLogger("ampkit")
 
 #: Text of the marker set at the first sample after a detected gap;
 #: ``{n}`` is the estimated number of lost samples.
 GAP_MARKER = "ampkit/gap {n}"
+#: Text of the marker set when markers were lost (the queue of markers
+#: waiting for ``get_data()`` was full, or the kernel dropped marker
+#: datagrams); ``{n}`` is how many since the last such marker.
+DROPPED_MARKER = "ampkit/markers-dropped {n}"
+#: Default of the ``marker_backlog`` start option.
+MARKER_BACKLOG = 10_000
+# Times within this of a sample's time are that sample's (see RecentStamps.snap).
+_SNAP = 1e-9
 
 
 def _time_of(marker: tuple[float, str]) -> float:
     # Markers are ordered by time alone: equal times keep their arrival order.
     return marker[0]
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _check_gap_threshold(value: object) -> float | None:
+    if value is None:
+        return None
+    if not _is_number(value) or not 0 < value < math.inf:  # type: ignore[operator]
+        raise ConfigurationError(
+            f"gap_threshold must be a positive number of seconds, got {value!r}"
+        )
+    return float(value)  # type: ignore[arg-type]
+
+
+def _check_backlog(value: object) -> int:
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
+        raise ConfigurationError(f"marker_backlog must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def _check_rate(name: str, fs: float) -> float:
+    """The driver's rate, if it is one the clock can count with."""
+    if not _is_number(fs) or not (0 < fs < math.inf and 1.0 / fs < math.inf):
+        raise ConfigurationError(
+            f"{name}: the driver reports a sampling frequency of {fs!r} Hz, which is not a "
+            "positive finite number; check the device's (or file's) settings"
+        )
+    return float(fs)
 
 
 @dataclass
@@ -129,6 +172,11 @@ class AmpDecorator(Amplifier):
         Samples delivered since ``start()``.
     n_markers : int
         Markers delivered since ``start()``.
+    markers_dropped : int
+        Markers lost since ``start()``: dropped because ``marker_backlog``
+        markers were waiting for ``get_data()`` already, or reported lost by
+        the marker servers (datagrams the kernel dropped). Each loss is also
+        logged and marked in the data with a :data:`DROPPED_MARKER` marker.
     gaps : list of ampkit.timestamps.Gap
         Gaps found since ``start()``.
 
@@ -163,6 +211,11 @@ class AmpDecorator(Amplifier):
         self._final_rate: float | None = None
         self._inbox: deque[tuple[float, str]] = deque()
         self._pending: list[tuple[float, str]] = []
+        self.marker_backlog = MARKER_BACKLOG
+        self.markers_dropped = 0
+        self._marker_lock = threading.Lock()
+        self._dropped_new = 0  # markers lost since the last DROPPED_MARKER
+        self._warn_dropped = LogThrottle(logger)
         self._channels: list[str] = []
         self._fs = 0.0
         self._last_time = -np.inf
@@ -259,62 +312,85 @@ class AmpDecorator(Amplifier):
             marker_limits : dict
                 ``max_line`` (bytes, default 1024) and ``max_clients``
                 (default 256) of the marker servers.
+            marker_backlog : int
+                Most markers (network and :meth:`add_marker`) kept waiting
+                for ``get_data()``; default 10000. Beyond it new markers are
+                dropped, and the loss is shown (see :attr:`markers_dropped`).
 
         Raises
         ------
         ampkit.errors.StateError
             Already running.
         ampkit.errors.ConfigurationError
-            An unknown option, or a bad value; the marker port is in use.
+            An unknown option, or a bad value; the marker port is in use;
+            the driver reports a sampling rate that is not a positive
+            finite number.
+
+        Notes
+        -----
+        A failed ``start()`` leaves nothing behind: option values are
+        checked before anything is opened, the recording (the only service
+        that creates files) is opened last, and on any error every service
+        opened so far is closed and the driver stopped.
         """
         if self.running:
             raise StateError("start() while running: call stop() first")
         options = dict(options)
-        gap_threshold = options.pop("gap_threshold", None)
+        gap_threshold = _check_gap_threshold(options.pop("gap_threshold", None))
+        backlog = _check_backlog(options.pop("marker_backlog", MARKER_BACKLOG))
+        overwrite = bool(options.pop("overwrite", False))
+        servers = MarkerServers.from_options(
+            self.add_marker, options, self.name, on_dropped=self.markers_lost
+        )
         # The driver starts first: some learn their channels and rate from
         # the device only then (RDA's start message). Samples it receives
         # meanwhile wait in the driver for the first get_block().
         self.amp.start()
         try:
             self._channels = self.get_channels()
-            self._fs = self.get_sampling_frequency()
+            self._fs = _check_rate(self.name, self.get_sampling_frequency())
             try:
                 self._clock = SampleClock(self._fs, gap_threshold)
             except ValueError as exc:
                 raise ConfigurationError(f"{self.name}: {exc}") from None
-            self._inbox.clear()  # before the marker servers can deliver
-            services = self._open_services(filename, options)
+            self._recent = RecentStamps(self._fs)
+            with self._marker_lock:  # before the marker servers can deliver
+                self._inbox.clear()
+                self._pending = []
+                self._dropped_new = 0
+            self.marker_backlog = backlog
+            services = self._open_services(filename, overwrite, servers, options)
         except BaseException:
             self.amp.stop()
             raise
         self.n_samples = self.n_markers = 0
         self._stamped = False
         self._final_rate = None
+        self.markers_dropped = 0
         self._last_time = -np.inf  # time of the newest sample delivered
-        self._recent = RecentStamps(self._fs)
         self.gaps = []
-        self._pending = []
         self._services = services
         self.running = True
 
-    def _open_services(self, filename: str | None, options: dict[str, Any]) -> list[Service]:
-        """Create the services asked for; each pops the options it owns.
+    def _open_services(
+        self,
+        filename: str | None,
+        overwrite: bool,
+        servers: MarkerServers | None,
+        options: dict[str, Any],
+    ) -> list[Service]:
+        """Open the services asked for; LSL pops the options it owns.
 
-        An option no service took is a ConfigurationError. On any error the
-        services opened so far are closed again.
+        An option nobody took is a ConfigurationError. The recording comes
+        last, so that no failure can leave its files behind; on any error
+        the services opened so far are closed again.
         """
         from ampkit.io.recorder import Recorder
-        from ampkit.markers import MarkerServers
 
         services: list[Service] = []
         try:
-            overwrite = bool(options.pop("overwrite", False))
-            # First: a busy marker port must fail before any recording file exists.
-            servers = MarkerServers.from_options(self.add_marker, options, self.name)
             if servers is not None:
-                services.append(servers)
-            if filename is not None:
-                services.append(Recorder(self, filename, overwrite=overwrite))
+                services.append(servers.start())
             from ampkit.lsl import publisher_from_options  # loads pylsl only when asked
 
             publisher = publisher_from_options(self, options)
@@ -322,9 +398,15 @@ class AmpDecorator(Amplifier):
                 services.append(publisher)
             if options:
                 raise ConfigurationError(f"unknown start() options: {sorted(options)}")
+            if filename is not None:
+                # Recording before publishing, as each block is handed on.
+                services.insert(servers is not None, Recorder(self, filename, overwrite=overwrite))
         except BaseException:
-            for service in services:
-                service.close()
+            for service in reversed(services):
+                try:
+                    service.close()
+                except Exception as exc:  # noqa: BLE001 - the first error is raised
+                    logger.error("%s: closing %r failed: %r", self.name, service, exc)
             raise
         return services
 
@@ -441,12 +523,14 @@ class AmpDecorator(Amplifier):
         -------
         dict
             ``samples``, ``markers`` and ``gaps`` delivered since ``start()``,
-            ``effective_rate`` (Hz, 4 decimals) once measured, plus whatever
+            ``effective_rate`` (Hz, 4 decimals) once measured,
+            ``markers_dropped`` (see :attr:`markers_dropped`), plus whatever
             each running service reports.
         """
         info: dict[str, Any] = {
             "samples": self.n_samples,
             "markers": self.n_markers,
+            "markers_dropped": self.markers_dropped + self._dropped_new,
             "gaps": len(self.gaps),
         }
         rate = self.effective_rate
@@ -485,14 +569,12 @@ class AmpDecorator(Amplifier):
         ``{'tcp': (host, port), 'udp': (host, port)}`` while running with
         marker servers, ``{}`` otherwise.
         """
-        from ampkit.markers import MarkerServers
-
         for service in self._services:
             if isinstance(service, MarkerServers):
                 return dict(service.addresses)
         return {}
 
-    def add_marker(self, text: str, timestamp: float | None = None) -> None:
+    def add_marker(self, text: str, timestamp: float | None = None) -> bool:
         """Add a marker from any thread; it appears at its sample.
 
         Parameters
@@ -502,8 +584,28 @@ class AmpDecorator(Amplifier):
         timestamp : float, optional
             When it happened, seconds on :func:`ampkit.clock.local_clock`;
             now when omitted.
+
+        Returns
+        -------
+        bool
+            False when the marker was dropped: ``marker_backlog`` markers
+            are waiting for ``get_data()`` already. The loss is counted in
+            :attr:`markers_dropped`, logged, and marked in the data with a
+            :data:`DROPPED_MARKER` marker.
         """
-        self._inbox.append((local_clock() if timestamp is None else float(timestamp), str(text)))
+        marker = (local_clock() if timestamp is None else float(timestamp), str(text))
+        with self._marker_lock:
+            if len(self._inbox) + len(self._pending) >= self.marker_backlog:
+                self._dropped_new += 1
+                return False
+            self._inbox.append(marker)
+        return True
+
+    def markers_lost(self, n: int) -> None:
+        """Report ``n`` markers lost before they reached :meth:`add_marker`
+        (e.g. datagrams the kernel dropped); shown as dropped markers are."""
+        with self._marker_lock:
+            self._dropped_new += int(n)
 
     # -- reading ---------------------------------------------------------
 
@@ -541,31 +643,40 @@ class AmpDecorator(Amplifier):
             timestamps = np.asarray(timestamps, dtype=np.float64)
         if n:
             self._recent.add(timestamps)
-        pending = self._pending
+        new: list[tuple[float, str]] = []
         if driver_markers:
-            for ms, text in driver_markers:
-                marker = (self._marker_time(float(ms), timestamps, arrival), str(text))
-                bisect.insort(pending, marker, key=_time_of)
+            new = self._driver_markers(driver_markers, timestamps, arrival)
         if gap is not None:
             self.gaps.append(gap)
             logger.warning(
                 "%s: about %d samples (%.3f s) missing before t=%.3f",
                 self.name, gap.n_missing, gap.duration, gap.time,
             )
-            bisect.insort(pending, (gap.time, GAP_MARKER.format(n=gap.n_missing)), key=_time_of)
-        inbox = self._inbox
-        while inbox:
-            bisect.insort(pending, inbox.popleft(), key=_time_of)
+            new.append((gap.time, GAP_MARKER.format(n=gap.n_missing)))
+        last = float(timestamps[-1]) if n else self._last_time
+        with self._marker_lock:
+            inbox, self._inbox = self._inbox, deque()
+            dropped, self._dropped_new = self._dropped_new, 0
+        new.extend(inbox)
+        if dropped:
+            new.append(self._dropped(dropped, last, arrival))
+        pending = self._pending
+        if new:
+            # One stable sort of the (sorted) pending markers and the new ones:
+            # equal times keep their order of arrival, and a block with a
+            # million markers costs a million steps, not a million insertions.
+            pending = pending + new
+            pending.sort(key=_time_of)
         markers: list[tuple[float, str]] = []
         # A block takes the markers up to its last sample; an empty block the
         # late ones, whose sample was delivered already (they must not wait
         # for samples that may never come).
-        last = float(timestamps[-1]) if n else self._last_time
         if pending and pending[0][0] <= last:
             cut = bisect.bisect_right(pending, last, key=_time_of)
             # Snap again: a marker extrapolated past an earlier block meets its sample here.
-            markers = [(self._recent.snap(t), text) for t, text in pending[:cut]]
-            self._pending = pending[cut:]
+            markers = self._snap(pending[:cut], timestamps)
+            pending = pending[cut:]
+        self._pending = pending
         block = Block(data, timestamps, markers, self.n_samples, self._last_time + 1.0 / self._fs)
         self._last_time = last
         self.n_samples += n
@@ -573,6 +684,62 @@ class AmpDecorator(Amplifier):
         for service in self._services:
             service.on_block(block)
         return block
+
+    def _dropped(self, n: int, last: float, arrival: float) -> tuple[float, str]:
+        """Count, log and mark ``n`` lost markers (at the newest sample)."""
+        self.markers_dropped += n
+        self._warn_dropped(
+            "%s: %d markers lost (%d since start()): more than marker_backlog=%d waited "
+            "for get_data(), or the kernel dropped marker datagrams; marked '%s'",
+            self.name, n, self.markers_dropped, self.marker_backlog,
+            DROPPED_MARKER.format(n=n),
+        )
+        return (last if np.isfinite(last) else arrival, DROPPED_MARKER.format(n=n))
+
+    def _driver_markers(
+        self, driver_markers: list[Marker], timestamps: np.ndarray, arrival: float
+    ) -> list[tuple[float, str]]:
+        """``(time, text)`` of a block's driver markers, in one pass over the
+        array for those inside the block (see :meth:`_marker_time`)."""
+        n = len(timestamps)
+        texts = [str(text) for _, text in driver_markers]
+        ms = np.array([m for m, _ in driver_markers], dtype=np.float64)
+        if n == 0:
+            times = [self._marker_time(float(m), timestamps, arrival) for m in ms]
+            return list(zip(times, texts, strict=True))
+        rows = ms * (self._fs / 1000.0)
+        nearest = np.round(rows)
+        on_sample = np.abs(rows - nearest) < 1e-6
+        rows[on_sample] = nearest[on_sample]  # a marker on a sample stays on it
+        times = np.interp(rows, np.arange(n, dtype=np.float64), timestamps)
+        # np.interp is the sample's time at a whole row and the straight line
+        # between two samples elsewhere, as _marker_time; outside the block
+        # it would clamp, so those go the long way.
+        for i in np.flatnonzero((rows < 0) | (rows > n - 1)).tolist():
+            times[i] = self._marker_time(float(ms[i]), timestamps, arrival)
+        return list(zip(times.tolist(), texts, strict=True))
+
+    def _snap(
+        self, markers: list[tuple[float, str]], timestamps: np.ndarray
+    ) -> list[tuple[float, str]]:
+        """Markers moved onto the time of a sample within 1 ns of theirs (see
+        RecentStamps.snap): in one pass over the block for those in its span."""
+        times = np.array([t for t, _ in markers], dtype=np.float64)
+        snapped = times.copy()
+        n = len(timestamps)
+        inside = np.zeros(len(times), dtype=bool)
+        if n:
+            i = np.searchsorted(timestamps, times)
+            for j in (np.clip(i - 1, 0, n - 1), np.clip(i, 0, n - 1)):
+                near = np.abs(timestamps[j] - snapped) <= _SNAP
+                snapped[near] = timestamps[j[near]]
+            inside = times >= timestamps[0] - _SNAP
+        for k in np.flatnonzero(~inside).tolist():  # late markers: earlier blocks
+            snapped[k] = self._recent.snap(float(times[k]))
+        out = list(markers)
+        for k in np.flatnonzero(snapped != times).tolist():  # a few, if any
+            out[k] = (float(snapped[k]), markers[k][1])
+        return out
 
     def _marker_time(self, ms: float, timestamps: np.ndarray, arrival: float) -> float:
         """Absolute time of a driver marker ``ms`` after the block's first sample.

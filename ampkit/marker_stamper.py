@@ -25,6 +25,13 @@ that a late read collects together share the newest one's stamp; the child
 therefore asks for real-time scheduling where allowed (:func:`try_realtime`),
 so that it reads at once even on a busy machine.
 
+No marker is lost without a word: on Linux the receiver asks the kernel how
+many datagrams it dropped because the UDP socket's buffer was full (the
+socket's drop counter, ``SO_MEMINFO``; the figure ``/proc/net/udp`` shows),
+and the child's output buffer is bounded (a parent that stops reading loses
+markers, counted); both losses go to the parent as ``DROPPED`` records and
+from there to the amp (see :meth:`ampkit.AmpDecorator.markers_lost`).
+
 This module imports the standard library only, so that the child starts in
 milliseconds without the package (or numpy) on its path. The sans-I/O
 framing (:class:`LineFramer`, :func:`split_datagram`) and the pipe records
@@ -61,8 +68,10 @@ __all__ = [
     "LOG",
     "READY",
     "FATAL",
+    "DROPPED",
     "SO_TIMESTAMPNS",
     "ReceiveStamps",
+    "SO_MEMINFO",
     "kernel_stamps_supported",
     "try_realtime",
 ]
@@ -73,12 +82,20 @@ MARKER = b"M"  #: value = stamp (s), payload = UTF-8 marker text
 LOG = b"L"  #: value = logging level, payload = message
 READY = b"R"  #: value = 0, payload = stamp source ("kernel"/"user") [+ " realtime"]
 FATAL = b"E"  #: value = 0, payload = traceback of the error that ended the receiver
+DROPPED = b"D"  #: value = markers lost before delivery, payload = why
 
 #: Linux's SO_TIMESTAMPNS (= SCM_TIMESTAMPNS) on the architectures that use
 #: the generic socket constants; Python's socket module does not export it.
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
+#: Linux's SO_MEMINFO (generic socket constants): a socket's memory figures,
+#: the ninth of which (since Linux 4.13) is the number of packets it dropped.
+SO_MEMINFO = getattr(socket, "SO_MEMINFO", 55)
+_MEMINFO = struct.Struct("@9I")
 _GENERIC_ARCHS = {"x86_64", "amd64", "i386", "i686", "aarch64", "arm64", "armv7l", "riscv64"}
 _TIMESPEC = struct.Struct("@ll")
+# Bytes of records the child keeps for a parent that does not read (about
+# 50 000 markers); beyond it markers are dropped and counted.
+_MAX_PENDING_OUTPUT = 4 * 2**20
 # A kernel stamp further than this before the read is not believed (wall clock stepped).
 _MAX_KERNEL_AGE_NS = 10_000_000_000
 
@@ -241,13 +258,24 @@ class RecordDecoder:
 class CallbackSink:
     """Deliver markers to a callback and log to the ``ampkit`` logger (thread mode)."""
 
-    def __init__(self, deliver: Callable[[str, float], None], name: str = "ampkit") -> None:
+    def __init__(
+        self,
+        deliver: Callable[[str, float], None],
+        name: str = "ampkit",
+        dropped: Callable[[int], None] | None = None,
+    ) -> None:
         self._deliver = deliver
+        self._dropped = dropped
         self._logger = logging.getLogger("ampkit")
         self._prefix = f"{name}: marker server: "
 
     def marker(self, stamp: float, text: str) -> None:
         self._deliver(text, stamp)
+
+    def dropped(self, n: int) -> None:
+        """``n`` markers were lost before delivery (the receiver logs why)."""
+        if self._dropped is not None:
+            self._dropped(n)
 
     def log(self, level: int, message: str) -> None:
         self._logger.log(level, "%s%s", self._prefix, message)
@@ -269,16 +297,31 @@ class PipeSink:
         The write end of the pipe to the acquiring process (made non-blocking).
     log_level : int
         Messages below this level are not sent.
+    max_pending : int
+        Bytes kept while the parent does not read; markers beyond it are
+        dropped, and their number sent (a ``DROPPED`` record) once there is
+        room again.
     """
 
-    def __init__(self, fd: int, log_level: int = logging.WARNING) -> None:
+    def __init__(
+        self, fd: int, log_level: int = logging.WARNING, max_pending: int = _MAX_PENDING_OUTPUT
+    ) -> None:
         self.fd = fd
         self.log_level = log_level
+        self.max_pending = max_pending
         self._out = bytearray()
+        self._lost = 0  # markers dropped, not reported yet
         os.set_blocking(fd, False)
 
     def marker(self, stamp: float, text: str) -> None:
+        if len(self._out) >= self.max_pending:
+            self._lost += 1
+            return
         self._out += encode_record(MARKER, stamp, text)
+
+    def dropped(self, n: int) -> None:
+        """Report ``n`` markers lost before delivery."""
+        self._out += encode_record(DROPPED, float(n), "")
 
     def log(self, level: int, message: str) -> None:
         if level >= self.log_level:
@@ -294,6 +337,14 @@ class PipeSink:
 
     def flush(self, block: bool = False) -> bool:
         """Write what is buffered; return True when nothing is left."""
+        if self._lost and len(self._out) < self.max_pending:
+            lost, self._lost = self._lost, 0
+            self._out += encode_record(DROPPED, float(lost), "")
+            if logging.WARNING >= self.log_level:
+                self._out += encode_record(
+                    LOG, float(logging.WARNING),
+                    f"{lost} markers dropped: the acquiring process did not read them in time",
+                )
         if block:
             os.set_blocking(self.fd, True)
         try:
@@ -475,6 +526,13 @@ class Receiver:
         udp.setblocking(False)
         self._stamps.enable(tcp)
         self._stamps.enable(udp)
+        #: Datagrams the kernel dropped (socket buffer full) and reported:
+        #: all since the socket was made, also those while the receiving
+        #: process was starting.
+        self.udp_dropped = 0
+        #: Whether the kernel tells this receiver of dropped datagrams (Linux).
+        self.counts_drops = self._kernel_drops() is not None
+        self._drops_due = time.monotonic() + 1.0
 
     # -- logging -------------------------------------------------------
 
@@ -570,6 +628,32 @@ class Receiver:
             else:
                 self._problem(f"{client.peer}: {problem}")
 
+    def _kernel_drops(self) -> int | None:
+        """The UDP socket's count of dropped datagrams, None where unknown."""
+        if not kernel_stamps_supported():
+            return None
+        try:
+            raw = self.udp.getsockopt(socket.SOL_SOCKET, SO_MEMINFO, _MEMINFO.size)
+        except OSError:
+            return None
+        if len(raw) < _MEMINFO.size:
+            return None  # a kernel before 4.13: no drop counter
+        return _MEMINFO.unpack(raw)[8]
+
+    def _count_drops(self) -> None:
+        """Report the datagrams the kernel dropped since the last report."""
+        if not self.counts_drops:
+            return
+        total = self._kernel_drops()
+        if total is None:
+            return
+        new = (total - self.udp_dropped) & 0xFFFFFFFF
+        if new:
+            self.udp_dropped += new
+            self._problem(f"udp: the kernel dropped {new} marker datagrams "
+                          f"({self.udp_dropped} so far): its socket buffer was full")
+            self.sink.dropped(new)
+
     def _read_udp(self) -> None:
         for _ in range(256):
             try:
@@ -617,6 +701,7 @@ class Receiver:
                         self._read_client(what)
                     elif what == "udp":
                         self._read_udp()
+                        self._count_drops()
                     elif what == "tcp":
                         self._accept()
                     elif what == "control":
@@ -633,11 +718,17 @@ class Receiver:
                     break
                 self._stamps.refresh()
                 now = time.monotonic()
+                if now >= self._drops_due:
+                    self._drops_due = now + 1.0
+                    self._count_drops()  # drops after the last datagram read
                 if self._accept_paused_until and now >= self._accept_paused_until:
                     self._accept_paused_until = 0.0
                     sel.register(self.tcp, selectors.EVENT_READ, "tcp")
         finally:
-            self.close()
+            try:
+                self._count_drops()
+            finally:
+                self.close()
 
     def close(self) -> None:
         """Close all sockets (the listening ones first, so the ports are free)."""

@@ -196,6 +196,12 @@ class MarkerServers(Closing):
         stamps when the receiver reads a packet, as on other systems.
     name : str
         Shown in log messages.
+    on_dropped : callable, optional
+        ``on_dropped(n)``, called from a background thread when ``n``
+        markers were lost before they could be delivered: datagrams the
+        kernel dropped because the UDP socket's buffer was full (counted
+        on Linux, ``SO_RXQ_OVFL``), or markers the receiving process could
+        not hand over fast enough. Each loss is also logged.
 
     Attributes
     ----------
@@ -207,6 +213,10 @@ class MarkerServers(Closing):
     realtime : bool
         Whether the receiving process got real-time scheduling (known once
         it has started).
+    n_markers : int
+        Markers delivered.
+    n_dropped : int
+        Markers lost before delivery (see ``on_dropped``).
 
     Examples
     --------
@@ -227,6 +237,7 @@ class MarkerServers(Closing):
         realtime: bool = True,
         kernel_stamps: bool = True,
         name: str = "ampkit",
+        on_dropped: Callable[[int], None] | None = None,
     ) -> None:
         if not isinstance(host, str) or not host:
             raise ConfigurationError(f"marker_host must be a host name or address, got {host!r}")
@@ -250,16 +261,29 @@ class MarkerServers(Closing):
         self.addresses: dict[str, tuple[str, int]] = {}
         self.stamp_source = ""
         self.n_markers = 0
+        self.n_dropped = 0
+        self.on_dropped = on_dropped
         self._proc: subprocess.Popen | None = None
         self._worker: Worker | None = None
 
     @classmethod
     def from_options(
-        cls, deliver: Callable[[str, float], None], options: dict[str, Any], name: str = "ampkit"
+        cls,
+        deliver: Callable[[str, float], None],
+        options: dict[str, Any],
+        name: str = "ampkit",
+        on_dropped: Callable[[int], None] | None = None,
     ) -> MarkerServers | None:
         """Pop ``marker_host``, ``marker_port`` and ``marker_limits`` from
         ``options`` (the keyword arguments of ``AmpDecorator.start``) and
-        return started servers, or None when ``marker_port`` is None."""
+        return the servers they ask for, checked but not started (nothing is
+        opened yet: call :meth:`start`), or None when ``marker_port`` is None.
+
+        Raises
+        ------
+        ampkit.errors.ConfigurationError
+            A bad value.
+        """
         host = options.pop("marker_host", DEFAULT_HOST)
         port = options.pop("marker_port", "default")
         limits = options.pop("marker_limits", None) or {}
@@ -271,7 +295,7 @@ class MarkerServers(Closing):
             raise ConfigurationError(
                 f"marker_limits must be a dict with keys from {list(_LIMITS)}, got {limits!r}"
             )
-        return cls(deliver, host, port, name=name, **limits).start()
+        return cls(deliver, host, port, name=name, on_dropped=on_dropped, **limits)
 
     # -- life cycle ------------------------------------------------------
 
@@ -305,7 +329,7 @@ class MarkerServers(Closing):
         else:
             worker = Worker(lambda _: receiver.run(), f"{self.name} marker servers")
             receiver = marker_stamper.Receiver(
-                tcp, udp, marker_stamper.CallbackSink(self._deliver, self.name),
+                tcp, udp, marker_stamper.CallbackSink(self._deliver, self.name, self._dropped),
                 max_line=self.max_line, max_clients=self.max_clients,
                 stop_event=worker.stop_event, kernel_stamps=self.kernel_stamps,
             )
@@ -321,6 +345,11 @@ class MarkerServers(Closing):
     def _deliver(self, text: str, stamp: float) -> None:
         self.n_markers += 1
         self.deliver(text, stamp)
+
+    def _dropped(self, n: int) -> None:
+        self.n_dropped += n
+        if self.on_dropped is not None:
+            self.on_dropped(n)
 
     def _start_process(self, tcp: socket.socket, udp: socket.socket) -> None:
         fds = (tcp.fileno(), udp.fileno())
@@ -404,6 +433,8 @@ class MarkerServers(Closing):
             self.stamp_source = source
             self.realtime = "realtime" in flags
             logger.debug("%s: marker receiving process ready (%s)", self.name, payload)
+        elif kind == marker_stamper.DROPPED:
+            self._dropped(int(value))
         elif kind == marker_stamper.LOG:
             logger.log(int(value), "%s: marker server: %s", self.name, payload)
         elif kind == marker_stamper.FATAL:
@@ -434,6 +465,11 @@ class MarkerServers(Closing):
     def on_block(self, block: object) -> None:
         """Raise the error that stopped the servers, if any (called per block)."""
         self.check()
+
+    def status(self) -> dict[str, int]:
+        """``marker_server_markers`` received and ``marker_server_dropped``
+        lost before delivery (see ``on_dropped``)."""
+        return {"marker_server_markers": self.n_markers, "marker_server_dropped": self.n_dropped}
 
     def check(self) -> None:
         """Raise the error that stopped the servers, if any (once)."""

@@ -1,13 +1,23 @@
+import contextlib
+import os
+import shutil
+import socket
+import tempfile
+import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, rule, run_state_machine_as_test
 
 from ampkit.amplifier import Amplifier
 from ampkit.clock import local_clock
-from ampkit.decorator import GAP_MARKER, AmpDecorator, Block
+from ampkit.decorator import DROPPED_MARKER, GAP_MARKER, AmpDecorator, Block
 from ampkit.drivers.random import RandomAmp
-from ampkit.errors import ConfigurationError, StateError
+from ampkit.errors import AmpkitError, ConfigurationError, RecordingError, StateError
 from ampkit.pacing import Pacer, skewed
 
 
@@ -155,7 +165,10 @@ def test_added_markers_wait_for_their_block_and_are_never_repeated():
     b3 = amp.get_block()
     assert [m for _, m in b3.markers] == ["now"]
     assert amp.n_markers == 2
-    assert amp.status() == {"samples": 6, "markers": 2, "gaps": 0}
+    status = amp.status()
+    assert {k: status[k] for k in ("samples", "markers", "gaps", "markers_dropped")} == {
+        "samples": 6, "markers": 2, "gaps": 0, "markers_dropped": 0
+    }
     amp.stop()
 
 
@@ -243,7 +256,7 @@ def test_services_see_every_block_and_close_at_stop():
             return {"service": "ok"}
 
     amp = AmpDecorator(Scripted([(np.ones((3, 2)), []), (np.ones((4, 2)), [])]))
-    amp._open_services = lambda filename, options: [Service()]
+    amp._open_services = lambda filename, overwrite, servers, options: [Service()]
     amp.start()
     amp.get_block()
     amp.get_block()
@@ -417,3 +430,312 @@ def test_start_recording_needs_a_running_amp(tmp_path):
     with pytest.raises(StateError, match="call start"):
         amp.start_recording(tmp_path / "x")
     assert not list(tmp_path.iterdir())
+
+
+# -- a failed start() leaves nothing behind; markers are bounded (issue 14) -----------
+
+
+def children():
+    """PIDs of this process's child processes (zombies included)."""
+    pids = set()
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            pids.update(int(p) for p in (task / "children").read_text().split())
+        except OSError:
+            pass
+    return pids
+
+
+class Resources:
+    """What this process holds: threads, child processes, file descriptors
+    (sockets and files among them) and the files in a folder."""
+
+    def __init__(self, folder):
+        self.folder = Path(folder)
+        self.threads = set(threading.enumerate())
+        self.children = children()
+        self.fds = set(os.listdir("/proc/self/fd"))
+        self.files = set(self.folder.iterdir())
+
+    def leaks(self, recorded=(), timeout=5.0):
+        """What is held now and was not then (after up to ``timeout`` s for
+        threads that are ending to end); files of the base names in
+        ``recorded`` are expected."""
+        deadline = time.monotonic() + timeout
+        while True:
+            now = Resources(self.folder)
+            leaks = {
+                "threads": sorted(t.name for t in now.threads - self.threads),
+                "children": sorted(now.children - self.children),
+                "fds": sorted(now.fds - self.fds),
+                "files": sorted(p.name for p in now.files - self.files
+                                if p.name.split(".")[0] not in recorded),
+            }
+            if not any(leaks.values()) or time.monotonic() > deadline:
+                return {k: v for k, v in leaks.items() if v}
+            time.sleep(0.05)
+
+
+needs_proc = pytest.mark.skipif(
+    not Path("/proc/self/task").is_dir(), reason="counts resources through Linux's /proc"
+)
+
+
+class InfiniteRate(Scripted):
+    def __init__(self, fs=float("inf")):
+        super().__init__(fs=fs)
+
+
+class BrokenStart(Scripted):
+    def start(self):
+        raise OSError("no device")
+
+
+def busy_port():
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(1)
+    return sock
+
+
+FAILURES = {
+    # name: (driver, start() options, expected error, message)
+    "driver start": (BrokenStart, {}, OSError, "no device"),
+    "infinite rate": (InfiniteRate, {}, ConfigurationError, "sampling frequency of inf"),
+    "rate with an infinite period": (lambda: InfiniteRate(5e-324), {}, ConfigurationError,
+                                     "sampling frequency"),
+    "nan rate": (lambda: InfiniteRate(float("nan")), {}, ConfigurationError, "sampling"),
+    "gap_threshold": (Scripted, {"gap_threshold": "soon"}, ConfigurationError, "gap_threshold"),
+    "marker_backlog": (Scripted, {"marker_backlog": 0}, ConfigurationError, "marker_backlog"),
+    "marker_limits": (Scripted, {"marker_limits": {"max_lines": 3}}, ConfigurationError,
+                      "marker_limits"),
+    "busy marker port": (Scripted, {"marker_port": "busy"}, ConfigurationError, "in use"),
+    "bad lsl value": (Scripted, {"lsl": 5}, ConfigurationError, "lsl must be"),
+    "unknown option": (Scripted, {"lsl_typ": "EEG"}, ConfigurationError, "unknown start"),
+    "recording exists": (Scripted, {"exists": True}, RecordingError, "exists"),
+    "no such folder": (Scripted, {"folder": "missing"}, RecordingError, "missing"),
+}
+
+
+@needs_proc
+@pytest.mark.parametrize("case", list(FAILURES))
+def test_a_failed_start_leaves_nothing_behind(case, tmp_path):
+    driver, options, error, match = FAILURES[case]
+    options = dict(options)
+    filename = tmp_path / "s1"
+    if options.pop("exists", False):
+        (tmp_path / "s1.vhdr").write_text("someone else's recording")
+    if options.pop("folder", None):
+        filename = tmp_path / "missing" / "s1"
+    with AmpDecorator(Scripted()) as warm:  # load what loads once (pylsl, subprocess)
+        warm.start(marker_port=0, lsl="warm-up")
+        warm.stop()
+    with contextlib.ExitStack() as stack:
+        if options.get("marker_port") == "busy":
+            sock = stack.enter_context(busy_port())
+            options["marker_port"] = sock.getsockname()[1]
+        before = Resources(tmp_path)
+        amp = AmpDecorator(driver())
+        with pytest.raises(error, match=match):
+            amp.start(filename=str(filename), marker_port=options.pop("marker_port", 0),
+                      **options)
+        assert not amp.running
+        amp.close()
+        assert before.leaks() == {}
+
+
+def test_the_corrected_retry_of_a_failed_start_records():
+    # start(filename='s1', lsl_typ='EEG') left all five s1.* files, and the
+    # corrected retry failed with "exists; not overwriting".
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        name = str(Path(folder) / "s1")
+        amp = AmpDecorator(Scripted([(np.ones((3, 2)), [])]))
+        with pytest.raises(ConfigurationError, match="unknown start"):
+            amp.start(filename=name, lsl_typ="EEG")
+        assert list(Path(folder).iterdir()) == []
+        amp.start(filename=name)
+        amp.get_block()
+        amp.stop()
+        assert sorted(p.suffix for p in Path(folder).iterdir()) == [
+            ".eeg", ".marker", ".meta", ".vhdr", ".vmrk"
+        ]
+
+
+def test_markers_beyond_the_backlog_are_dropped_counted_logged_and_marked(caplog):
+    amp = AmpDecorator(Scripted([(np.ones((3, 2)), []), (np.ones((3, 2)), [])]))
+    amp.start(marker_port=None, marker_backlog=100)
+    t = local_clock() - 10.0  # all before the first sample: delivered with it
+    kept = [amp.add_marker(f"m{i}", t + i * 1e-3) for i in range(1000)]
+    assert kept.count(True) == 100
+    assert amp.status()["markers_dropped"] == 900
+    block = amp.get_block()
+    texts = [text for _, text in block.markers]
+    assert texts[:100] == [f"m{i}" for i in range(100)]
+    assert texts[100:] == [DROPPED_MARKER.format(n=900)]
+    assert block.markers[-1][0] == block.timestamps[-1]  # at the newest sample
+    assert amp.markers_dropped == 900
+    assert "900 markers lost" in caplog.text
+    # Room again once they were read.
+    assert amp.add_marker("after") is True
+    assert [text for _, text in amp.get_block().markers] == ["after"]
+    amp.stop()
+
+
+def test_lost_markers_reported_by_a_service_are_marked_like_dropped_ones():
+    amp = AmpDecorator(Scripted([(np.ones((3, 2)), [])]))
+    amp.start(marker_port=None)
+    amp.markers_lost(7)
+    assert [text for _, text in amp.get_block().markers] == [DROPPED_MARKER.format(n=7)]
+    assert amp.status()["markers_dropped"] == 7
+    amp.stop()
+
+
+def test_a_block_with_many_driver_markers_is_linear():
+    # One insertion per marker made 300 000 markers take over 20 s.
+    n = 300_000
+    rows = np.arange(n) % 10
+    driver = Scripted([(np.ones((10, 2)), [(float(r) * 10.0, "S") for r in rows[::-1]])])
+    amp = AmpDecorator(driver)
+    amp.start(marker_port=None)
+    t0 = time.monotonic()
+    block = amp.get_block()
+    assert time.monotonic() - t0 < 10.0  # a sanity bound: about 0.5 s here
+    assert len(block.markers) == n
+    samples = [row for row, _ in block.marker_samples()]
+    assert samples == sorted(rows.tolist())
+    amp.stop()
+
+
+# -- lifecycle: random sequences leave nothing behind (issue 14) ----------------------
+
+
+# Valid and invalid start() options; every invalid one must fail cleanly.
+START_OPTIONS = [
+    {},
+    {"marker_port": None},
+    {"overwrite": True},
+    {"gap_threshold": 0.5},
+    {"marker_backlog": 10},
+    {"lsl": "ampkit-lifecycle"},
+    {"lsl_typ": "EEG"},  # a typo
+    {"lsl": 5},
+    {"lsl_type": "EEG"},  # without lsl
+    {"gap_threshold": -1},
+    {"marker_backlog": 0},
+    {"marker_limits": {"max_line": 0}},
+    {"marker_host": "no-such-host.invalid"},
+]
+
+
+def lifecycle_machine(make_amp, configs):
+    """A state machine driving one decorated amp through random calls."""
+
+    class Lifecycle(RuleBasedStateMachine):
+        def __init__(self):
+            super().__init__()
+            self.folder = Path(tempfile.mkdtemp(prefix="ampkit-lifecycle-"))
+            self.before = Resources(self.folder)
+            self.amp = make_amp()
+            self.recorded: set[str] = set()
+            self.starts = 0
+
+        @rule(config=st.sampled_from(configs))
+        def configure(self, config):
+            try:
+                self.amp.configure(**config)
+            except (ConfigurationError, StateError):
+                pass
+
+        @rule(record=st.booleans(), options=st.sampled_from(START_OPTIONS))
+        def start(self, record, options):
+            self.starts += 1
+            name = f"r{self.starts}"
+            running = self.amp.running
+            try:
+                self.amp.start(
+                    filename=str(self.folder / name) if record else None,
+                    **{"marker_port": 0, **options},
+                )
+            except AmpkitError:
+                assert self.amp.running == running
+                assert not list(self.folder.glob(f"{name}.*")), "files of a failed start"
+            else:
+                if record:
+                    self.recorded.add(name)
+
+        @rule()
+        def get_data(self):
+            try:
+                data, markers = self.amp.get_data()
+            except StateError:
+                assert not self.amp.running
+            else:
+                assert data.ndim == 2
+
+        @rule()
+        def stop(self):
+            try:
+                self.amp.stop()
+            except StateError:
+                assert not self.amp.running
+
+        @rule()
+        def close(self):
+            self.amp.close()
+            assert not self.amp.running
+
+        def teardown(self):
+            try:
+                self.amp.close()
+                leaks = self.before.leaks(self.recorded)
+                assert leaks == {}, leaks  # stray files among them
+                for name in self.recorded:
+                    assert (self.folder / name).with_suffix(".vhdr").exists()
+            finally:
+                shutil.rmtree(self.folder, ignore_errors=True)
+
+    return Lifecycle
+
+
+LIFECYCLE = settings(max_examples=15, stateful_step_count=15, deadline=None,
+                     suppress_health_check=[HealthCheck.too_slow])
+
+
+@pytest.fixture(scope="module")
+def warm_lsl():
+    # liblsl starts its own threads and sockets once, at the first outlet.
+    with AmpDecorator(Scripted()) as warm:
+        warm.start(marker_port=0, lsl="ampkit-warm-up")
+        warm.stop()
+
+
+@needs_proc
+def test_lifecycle_of_a_synthetic_amp_leaves_nothing_behind(warm_lsl):
+    configs = [{"fs": 100, "channels": 2}, {"fs": 250}, {"fs": -1}, {"channels": "many"}]
+    machine = lifecycle_machine(lambda: AmpDecorator(RandomAmp), configs)
+    run_state_machine_as_test(machine, settings=LIFECYCLE)
+
+
+@needs_proc
+def test_lifecycle_of_an_rda_amp_leaves_nothing_behind(warm_lsl):
+    from ampkit.drivers.rda import RDAAmp
+    from ampkit.sim.rda import RDASimulator
+
+    with RDASimulator(port=0, channels=3, fs=500.0) as sim:
+        configs = [
+            {"port": sim.port, "timeout": 2.0},
+            {"port": sim.port, "silence_timeout": 0.5, "on_stop": "raise"},
+            {"port": sim.port, "reconnect": True},
+            {"port": 0},
+            {"port": sim.port, "on_stop": "never"},
+        ]
+
+        def make_amp():
+            amp = AmpDecorator(RDAAmp)
+            amp.configure(port=sim.port, timeout=2.0)
+            return amp
+
+        machine = lifecycle_machine(make_amp, configs)
+        run_state_machine_as_test(machine, settings=LIFECYCLE)

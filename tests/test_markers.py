@@ -25,6 +25,7 @@ from ampkit.errors import (
 )
 from ampkit.marker_stamper import LineFramer, RecordDecoder, encode_record, split_datagram
 from ampkit.markers import MarkerClient, MarkerServers, default_port, send_marker
+from ampkit.worker import Worker
 
 # (stamping, kernel_stamps): the default, the thread fallback, and the portable
 # path that stamps on reading (macOS, Windows) tried on this machine too.
@@ -742,3 +743,111 @@ def test_a_flood_of_bad_lines_is_logged_in_a_bounded_burst(caplog):
     lines = [r for r in caplog.records if peer in r.getMessage()]
     assert len(lines) == 50  # the rest are counted, summarised in the next window
     assert inbox.texts() == ["fine"]
+
+
+# -- no marker lost without a word (issue 14) ------------------------------------------
+
+
+needs_drop_counts = pytest.mark.skipif(
+    not marker_stamper.kernel_stamps_supported(),
+    reason="the kernel's count of dropped datagrams (SO_RXQ_OVFL) is read on Linux only",
+)
+
+
+@needs_drop_counts
+@pytest.mark.parametrize("kernel_stamps", [True, False])
+def test_datagrams_the_kernel_drops_are_counted_exactly(kernel_stamps):
+    # A socket buffer of a few KB that nobody reads while 2000 datagrams
+    # come: most are dropped by the kernel, and every one is accounted for.
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    udp.bind(("127.0.0.1", 0))
+    tcp = socket.socket()
+    tcp.bind(("127.0.0.1", 0))
+    tcp.listen(1)
+    inbox, dropped = Inbox(), []
+    stop = threading.Event()
+    sink = marker_stamper.CallbackSink(inbox, "test", dropped.append)
+    receiver = marker_stamper.Receiver(tcp, udp, sink, stop_event=stop,
+                                       kernel_stamps=kernel_stamps)
+    assert receiver.counts_drops
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+        for i in range(2000):
+            sender.sendto(f"m{i}\n".encode(), udp.getsockname())
+        sender.sendto(b"last\n", udp.getsockname())  # may be dropped too
+        with Worker(lambda _: receiver.run(), "receiver"):
+            deadline = time.monotonic() + 10
+            while len(inbox.texts()) + sum(dropped) < 2001 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            stop.set()
+    assert sum(dropped) > 0
+    assert len(inbox.texts()) + sum(dropped) == 2001
+    assert receiver.udp_dropped == sum(dropped)
+
+
+def test_a_child_whose_parent_does_not_read_drops_counts_and_reports():
+    read_end, write_end = os.pipe()
+    os.set_blocking(read_end, False)
+    written = bytearray()
+
+    def drain():
+        try:
+            while chunk := os.read(read_end, 1 << 20):
+                written.extend(chunk)
+        except BlockingIOError:
+            pass
+
+    try:
+        sink = marker_stamper.PipeSink(write_end, max_pending=1000)
+        for i in range(5000):  # ~150 KB: more than the pipe and the 1000 bytes held
+            sink.marker(1.0, f"marker {i:05d}")
+            if i % 10 == 0:
+                sink.flush()
+        assert len(sink._out) <= 1000 + 100 and sink._lost > 0
+        for _ in range(100):  # the parent reads again
+            drain()
+            if sink.flush() and not sink._lost:
+                break
+        drain()
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+    records = RecordDecoder().feed(bytes(written))
+    markers = [r for r in records if r[0] == marker_stamper.MARKER]
+    lost = sum(int(r[1]) for r in records if r[0] == marker_stamper.DROPPED)
+    assert lost > 0 and len(markers) + lost == 5000
+    assert [int(r[2].split()[-1]) for r in markers] == sorted(int(r[2].split()[-1])
+                                                            for r in markers)
+    assert any(r[0] == marker_stamper.LOG and f"{lost} markers dropped" in r[2]
+               for r in records)
+
+
+@needs_drop_counts
+def test_a_udp_flood_without_get_data_is_bounded_and_every_loss_is_shown(caplog):
+    # 288 000 markers queued (+60 MB) while the application did not read,
+    # and 1-3 % of a burst vanished in the kernel without a word.
+    sent = 30_000
+    with ampkit.get_amp("random", fs=100, channels=2) as amp:
+        amp.start(marker_port=0, marker_backlog=1000)
+        address = amp.marker_addresses["udp"]
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+            for i in range(sent):
+                sender.sendto(f"u{i}\n".encode(), address)
+        time.sleep(0.5)  # nobody reads: the queue fills and stops at its bound
+        assert len(amp._inbox) <= 1000
+        got, marked, quiet = [], 0, time.monotonic()
+        # Drops after the last datagram read are asked for once a second.
+        while time.monotonic() - quiet < 2.5:
+            block = amp.get_block()
+            for _, text in block.markers:
+                quiet = time.monotonic()
+                if text.startswith("ampkit/markers-dropped "):
+                    marked += int(text.split()[-1])
+                elif not text.startswith("ampkit/"):
+                    got.append(text)
+        amp.stop()
+        lost = amp.status()["markers_dropped"]
+    assert len(got) + lost == sent  # each marker delivered or counted
+    assert marked == lost  # and each loss marked in the data
+    assert len(got) <= 1000 + 200  # a few hundred more may arrive while reading
+    assert "markers lost" in caplog.text

@@ -686,6 +686,28 @@ def test_a_start_message_with_an_infinite_rate_is_refused_and_leaves_nothing(tmp
     wait_for(lambda: set(threading.enumerate()) <= threads)
 
 
+def test_a_million_markers_in_one_message_take_seconds_not_minutes():
+    # 300 000 markers took over 20 s (insertions one by one); now a few
+    # hundred ms. The bound is a generous sanity bound, not a benchmark
+    # (benchmarks/bench_rda_markers.py measures).
+    n = 300_000
+    block = np.zeros((10, 2), np.float32)
+    marks = [rda.RDAMarker(i % 10, "S", "") for i in range(n)]
+    messages = [rda.encode_start(["A", "B"], 1000.0, [1.0, 1.0]), rda.encode_data(0, block, marks)]
+    listener, server = serve_once(messages)
+    with listener, server, ampkit.get_amp("rda", port=listener.getsockname()[1]) as amp:
+        amp.start(marker_port=None)
+        got = []
+        t0 = time.monotonic()
+        while len(got) < n and time.monotonic() - t0 < 60:
+            got += amp.get_data()[1]
+        elapsed = time.monotonic() - t0
+        amp.stop()
+    assert len(got) == n
+    assert [round(ms) for ms, _ in got[:3]] == [0, 0, 0]  # sorted by sample
+    assert elapsed < 10.0
+
+
 def test_blocks_left_unread_while_the_reader_was_held_up_are_no_silence():
     # Nobody reads the socket for twice the limit (as in a suspended
     # process) while the server streams on: the blocks waiting there are
