@@ -12,6 +12,7 @@ has no block: it is dropped when configured, with a warning.
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -26,6 +27,15 @@ from ampkit.pacing import Pacer
 __all__ = ["ReplayAmp"]
 
 logger = logging.getLogger("ampkit")
+
+
+def _finite_rate(fs: object) -> bool:
+    # A rate of inf (an XDF nominal_srate of 1e400), or one whose period is
+    # inf, would overflow wherever samples are counted from time.
+    try:
+        return 0 < fs < math.inf and 1.0 / fs < math.inf  # type: ignore[operator]
+    except TypeError:
+        return False
 
 
 class ReplayAmp(Amplifier):
@@ -99,7 +109,11 @@ class ReplayAmp(Amplifier):
             except RecordingError as exc:
                 raise ConfigurationError(f"replay: {exc}") from exc
             data, channels, fs, units = rec.data, rec.channels, rec.fs, rec.units
-            fs = check_positive_number("fs", fs)
+            if not _finite_rate(fs):
+                raise ConfigurationError(
+                    f"replay: {os.fspath(filename)}: the file's sampling rate {fs!r} Hz is "
+                    "not a positive finite number; the file is damaged or was written wrong"
+                )
             # A hair before the sample's time, so the decorator's "first sample
             # at or after" lands on that very sample despite rounding.
             marker = [(s * 1000.0 / fs - 1e-6, text) for s, _, text in rec.markers]
@@ -112,6 +126,8 @@ class ReplayAmp(Amplifier):
                 "give exactly one of blocksize_ms and blocksize_samples"
             )
         fs = check_positive_number("fs", fs)
+        if not _finite_rate(fs):
+            raise ConfigurationError(f"fs must be a positive finite number, got {fs!r}")
         arr = np.asarray(data, dtype=np.float32)
         if arr.ndim != 2:
             raise ConfigurationError(f"data must be 2-D (time, channels), got shape {arr.shape}")

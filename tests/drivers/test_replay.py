@@ -76,3 +76,24 @@ def test_start_before_configure():
     amp = ampkit.get_amp("replay")
     with pytest.raises(StateError):
         amp.start()
+
+
+def test_a_file_with_an_infinite_rate_is_a_configuration_error(tmp_path):
+    # An XDF whose nominal_srate is 1e400 (inf) used to overflow in
+    # configure() -- or, played through the decorator, after its marker
+    # servers were opened.
+    amp = ampkit.get_amp("replay", data=np.zeros((100, 2)), channels=["a", "b"], fs=1000,
+                         realtime=False, blocksize_samples=10)
+    amp.start(filename=str(tmp_path / "rec.xdf"), marker_port=None)
+    for _ in range(10):
+        amp.get_block()
+    amp.stop()
+    raw = (tmp_path / "rec.xdf").read_bytes()
+    assert raw.count(b"<nominal_srate>1000.0</nominal_srate>") == 1
+    bad = tmp_path / "inf.xdf"
+    bad.write_bytes(raw.replace(b"<nominal_srate>1000.0<", b"<nominal_srate>1e4000<"))
+    with pytest.raises(ConfigurationError, match="inf.xdf"):
+        ampkit.get_amp("replay", filename=str(bad))
+    with pytest.raises(ConfigurationError, match="finite"):
+        ampkit.get_amp("replay", data=np.zeros((10, 1)), channels=["a"], fs=float("inf"),
+                       blocksize_samples=1)
