@@ -400,7 +400,9 @@ def test_no_server_and_silent_server():
     assert isinstance(RDAAmp.is_available(), bool)  # asked of the class: the default port
 
 
-def test_server_sending_garbage_gives_protocol_error():
+def serve_once(messages, hold=5.0):
+    """A one-connection RDA server: sends ``messages`` in order (bytes, or a
+    number of seconds to wait), then holds the connection open."""
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(1)
@@ -409,10 +411,20 @@ def test_server_sending_garbage_gives_protocol_error():
     def serve(stop):
         conn, _ = listener.accept()
         with conn:
-            conn.sendall(rda.encode_start(["A"], 1000.0, [1.0]) + b"this is not RDA" * 3)
-            stop.wait(5)
+            for message in messages:
+                if isinstance(message, float):
+                    stop.wait(message)
+                else:
+                    conn.sendall(message)
+            stop.wait(hold)
 
-    with listener, Worker(serve, "garbage server"):
+    return listener, Worker(serve, "test RDA server")
+
+
+def test_server_sending_garbage_gives_protocol_error():
+    messages = [rda.encode_start(["A"], 1000.0, [1.0]) + b"this is not RDA" * 3]
+    listener, server = serve_once(messages)
+    with listener, server:
         amp = RDAAmp()
         amp.configure(port=listener.getsockname()[1], timeout=5)
         with pytest.raises(ProtocolError, match="GUID"):
@@ -423,24 +435,16 @@ def test_server_sending_garbage_gives_protocol_error():
 
 
 def test_garbage_after_good_blocks_while_the_caller_reads():
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(1)
-    listener.settimeout(5)
     good = np.arange(30, dtype=np.float32).reshape(10, 3)
-
-    def serve(stop):
-        conn, _ = listener.accept()
-        with conn:
-            conn.sendall(rda.encode_start(["A", "B", "C"], 1000.0, [1.0] * 3))
-            stop.wait(0.3)  # the client is reading in a loop by now
-            for block in range(4):
-                conn.sendall(rda.encode_data(block, good))
-            stop.wait(0.2)
-            conn.sendall(b"this is not RDA" * 3)
-            stop.wait(5)
-
-    with listener, Worker(serve, "garbage server"), RDAAmp() as amp:
+    messages = [
+        rda.encode_start(["A", "B", "C"], 1000.0, [1.0] * 3),
+        0.3,  # the client is reading in a loop by now
+        *[rda.encode_data(block, good) for block in range(4)],
+        0.2,
+        b"this is not RDA" * 3,
+    ]
+    listener, server = serve_once(messages)
+    with listener, server, RDAAmp() as amp:
         amp.configure(port=listener.getsockname()[1], timeout=5)
         amp.start()
         rows = rows_until_error(amp, ProtocolError, "RDA 127.0.0.1:.*GUID")
@@ -627,24 +631,6 @@ def test_silence_with_reconnect_reconnects_and_marks_the_gap():
     assert lost >= 0.25 * FS
     assert (jump, GAP_MARKER.format(n=lost)) in markers
     check_run(sim, data, markers, row0=jump)
-
-
-def serve_once(messages, hold=5.0):
-    """A one-connection RDA server that sends ``messages`` (bytes) and waits."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(1)
-    listener.settimeout(5)
-
-    def serve(stop):
-        conn, _ = listener.accept()
-        with conn:
-            for message in messages:
-                conn.sendall(message)
-                stop.wait(0.02)
-            stop.wait(hold)
-
-    return listener, Worker(serve, "test RDA server")
 
 
 def test_markers_past_their_block_are_delivered_on_its_last_sample(caplog):

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+from mutations import edits, hows, mutate
 
 from ampkit.errors import ProtocolError
 from ampkit.protocols.cyton import (
@@ -481,26 +482,6 @@ def test_the_real_streams_parse_whole(daisy):
     parser = PacketParser(source=PORT)
     samples = SampleAssembler(daisy, source=PORT).push(parser.feed(packets))
     assert len(samples) > 20 and parser.n_resyncs >= 1 and samples.n_lost >= 2
-
-
-def mutate(raw: bytes, edits, how) -> bytes:
-    out = bytearray(raw)
-    for pos, value in edits:
-        pos %= len(out) + 1
-        if how == "replace":
-            out[pos : pos + len(value)] = value
-        elif how == "insert":
-            out[pos:pos] = value
-        elif how == "delete":
-            del out[pos : pos + 1 + len(value)]
-        else:  # truncate
-            del out[pos:]
-    return bytes(out)
-
-
-edits = st.lists(st.tuples(st.integers(0, 10**6), st.binary(max_size=12)), min_size=1,
-                 max_size=5)
-hows = st.sampled_from(["replace", "insert", "delete", "truncate"])
 
 
 @FAST

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from mutations import edits, hows, mutate
 
 from ampkit.errors import ProtocolError
 from ampkit.protocols import rda
@@ -572,23 +573,9 @@ def test_truncations_of_a_real_stream_give_a_prefix_of_its_messages(cut, cuts):
 
 
 @FUZZ
-@given(
-    st.lists(st.tuples(st.integers(0, 10**7), st.binary(min_size=0, max_size=12)),
-             min_size=1, max_size=5),
-    st.sampled_from(["replace", "insert", "delete"]),
-    st.lists(st.integers(0, 10**7), max_size=6),
-)
-def test_mutations_of_a_real_stream_parse_or_name_the_peer_in_bounded_memory(edits, how, cuts):
-    raw = bytearray(real_stream())
-    for pos, value in edits:
-        pos %= len(raw) + 1
-        if how == "replace":
-            raw[pos : pos + len(value)] = value
-        elif how == "insert":
-            raw[pos:pos] = value
-        else:
-            del raw[pos : pos + 1 + len(value)]
-    raw = bytes(raw)
+@given(edits, hows, st.lists(st.integers(0, 10**7), max_size=6))
+def test_mutations_of_a_real_stream_parse_or_name_the_peer_in_bounded_memory(changes, how, cuts):
+    raw = mutate(real_stream(), changes, how)
     max_size = 1 << 16
     tracemalloc.start()
     try:
