@@ -80,6 +80,12 @@ _READ_FLOATS = 2**20
 _JOIN_POOLED = 256 * 2**10
 
 
+def _finite(name: str, value: float) -> float:
+    if not math.isfinite(value):
+        raise ConfigurationError(f"{name} must be a finite number of seconds, got {value!r}")
+    return value
+
+
 def _connect(host: str, port: int, timeout: float) -> socket.socket:
     try:
         sock = socket.create_connection((host, port), timeout=timeout)
@@ -631,7 +637,7 @@ class RDAAmp(Amplifier):
             Seconds without a data block, while the server streams, after
             which the connection counts as lost (ConnectionLostError, or a
             reconnection with ``reconnect``). None (default): ten blocks'
-            worth of time, at least 2 s.
+            worth of time, at least 2 s; ``math.inf``: never.
         on_stop : {'wait', 'raise'}
             What the server's stop message (Recorder stops monitoring) does,
             once the blocks before it are read: ``'wait'`` returns empty
@@ -652,8 +658,11 @@ class RDAAmp(Amplifier):
             raise ConfigurationError(f"host must be a non-empty string, got {host!r}")
         if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
             raise ConfigurationError(f"port must be an integer in 1..65535, got {port!r}")
-        timeout = check_positive_number("timeout", timeout)
-        buffer_seconds = check_positive_number("buffer_seconds", buffer_seconds)
+        # Finite: both end up in integer sample counts and socket timeouts.
+        timeout = _finite("timeout", check_positive_number("timeout", timeout))
+        buffer_seconds = _finite(
+            "buffer_seconds", check_positive_number("buffer_seconds", buffer_seconds)
+        )
         if not isinstance(reconnect, bool):
             raise ConfigurationError(f"reconnect must be True or False, got {reconnect!r}")
         if silence_timeout is not None:

@@ -454,7 +454,9 @@ def test_garbage_after_good_blocks_while_the_caller_reads():
 def test_configure_validates_and_get_data_needs_start():
     amp = RDAAmp()
     for bad in ({"port": "51244"}, {"port": 0}, {"timeout": -1}, {"reconnect": "yes"},
-                {"host": ""}, {"buffer_seconds": 0}, {"speed": 2}):
+                {"host": ""}, {"buffer_seconds": 0}, {"speed": 2},
+                {"buffer_seconds": float("inf")}, {"timeout": float("inf")},
+                {"silence_timeout": 0}, {"on_stop": "never"}):
         with pytest.raises((ConfigurationError, TypeError)):
             amp.configure(**bad)
     with pytest.raises(StateError):
