@@ -211,6 +211,9 @@ class AmpDecorator(Amplifier):
         self._final_rate: float | None = None
         self._inbox: deque[tuple[float, str]] = deque()
         self._pending: list[tuple[float, str]] = []
+        # Driver markers meant for samples not delivered yet: (row counted
+        # from the next sample, text); timed when their samples arrive.
+        self._ahead: list[tuple[float, str]] = []
         self.marker_backlog = MARKER_BACKLOG
         self.markers_dropped = 0
         self._marker_lock = threading.Lock()
@@ -358,6 +361,7 @@ class AmpDecorator(Amplifier):
                 self._inbox.clear()
                 self._pending = []
                 self._dropped_new = 0
+            self._ahead = []
             self.marker_backlog = backlog
             services = self._open_services(filename, overwrite, servers, options)
         except BaseException:
@@ -644,8 +648,10 @@ class AmpDecorator(Amplifier):
         if n:
             self._recent.add(timestamps)
         new: list[tuple[float, str]] = []
+        if self._ahead and n:
+            new = self._markers_arriving(timestamps)
         if driver_markers:
-            new = self._driver_markers(driver_markers, timestamps, arrival)
+            new += self._driver_markers(driver_markers, timestamps, arrival)
         if gap is not None:
             self.gaps.append(gap)
             logger.warning(
@@ -699,25 +705,52 @@ class AmpDecorator(Amplifier):
     def _driver_markers(
         self, driver_markers: list[Marker], timestamps: np.ndarray, arrival: float
     ) -> list[tuple[float, str]]:
-        """``(time, text)`` of a block's driver markers, in one pass over the
-        array for those inside the block (see :meth:`_marker_time`)."""
+        """``(time, text)`` of a block's driver markers on samples delivered
+        so far, in one pass over the array for those inside the block (see
+        :meth:`_marker_time`). A marker after the block's last sample (any
+        marker of an empty block at or after its first row) waits in
+        ``_ahead`` for its sample: its time is that sample's timestamp, which
+        nobody knows yet (extrapolated at the nominal rate it could fall after
+        the next block's stamps, and wait for samples that never come)."""
         n = len(timestamps)
         texts = [str(text) for _, text in driver_markers]
-        ms = np.array([m for m, _ in driver_markers], dtype=np.float64)
-        if n == 0:
-            times = [self._marker_time(float(m), timestamps, arrival) for m in ms]
-            return list(zip(times, texts, strict=True))
-        rows = ms * (self._fs / 1000.0)
+        rows = np.array([m for m, _ in driver_markers], dtype=np.float64)
+        rows *= self._fs / 1000.0
         nearest = np.round(rows)
         on_sample = np.abs(rows - nearest) < 1e-6
         rows[on_sample] = nearest[on_sample]  # a marker on a sample stays on it
+        ahead = rows > n - 1
+        if ahead.any():
+            self._ahead += [(float(rows[i]) - n, texts[i]) for i in np.flatnonzero(ahead)]
+            keep = np.flatnonzero(~ahead)
+            rows, texts = rows[keep], [texts[i] for i in keep]
+        if n == 0:  # rows before the next sample: among those delivered
+            times = [self._marker_time(float(r), timestamps, arrival) for r in rows]
+            return list(zip(times, texts, strict=True))
         times = np.interp(rows, np.arange(n, dtype=np.float64), timestamps)
         # np.interp is the sample's time at a whole row and the straight line
-        # between two samples elsewhere, as _marker_time; outside the block
-        # it would clamp, so those go the long way.
-        for i in np.flatnonzero((rows < 0) | (rows > n - 1)).tolist():
-            times[i] = self._marker_time(float(ms[i]), timestamps, arrival)
+        # between two samples elsewhere, as _marker_time; before the block it
+        # would clamp, so those go the long way.
+        for i in np.flatnonzero(rows < 0).tolist():
+            times[i] = self._marker_time(float(rows[i]), timestamps, arrival)
         return list(zip(times.tolist(), texts, strict=True))
+
+    def _markers_arriving(self, timestamps: np.ndarray) -> list[tuple[float, str]]:
+        """``(time, text)`` of the waiting driver markers whose samples are in
+        this block (rows between the previous sample and the first are placed
+        on the line between the two); the others wait on."""
+        n = len(timestamps)
+        due = [(row, text) for row, text in self._ahead if row <= n - 1]
+        self._ahead = [(row - n, text) for row, text in self._ahead if row > n - 1]
+        if not due:
+            return []
+        rows = np.array([row for row, _ in due], dtype=np.float64)
+        if np.isfinite(self._last_time):
+            times = np.interp(rows, np.arange(-1, n, dtype=np.float64),
+                              np.concatenate(([self._last_time], timestamps)))
+        else:
+            times = np.interp(rows, np.arange(n, dtype=np.float64), timestamps)
+        return list(zip(times.tolist(), [text for _, text in due], strict=True))
 
     def _snap(
         self, markers: list[tuple[float, str]], timestamps: np.ndarray
@@ -741,33 +774,18 @@ class AmpDecorator(Amplifier):
             out[k] = (float(snapped[k]), markers[k][1])
         return out
 
-    def _marker_time(self, ms: float, timestamps: np.ndarray, arrival: float) -> float:
-        """Absolute time of a driver marker ``ms`` after the block's first sample.
-
-        The marker's row (``ms * fs / 1000``) is looked up in the block's
-        timestamps, so it lands on the sample the driver meant even where the
-        timestamps are not evenly spaced; outside the block it is extrapolated
-        at the nominal rate. In an empty block, rows count from the sample
-        after the last one delivered.
-        """
-        n = len(timestamps)
-        row = ms * self._fs / 1000.0
-        nearest = round(row)
-        if abs(row - nearest) < 1e-6:
-            row = nearest  # a marker on a sample stays on it despite rounding
-        if n == 0:
-            # Counted from when the empty block's first sample is due.
-            if not np.isfinite(self._last_time):
-                return arrival + ms / 1000.0
-            t = self._last_time + (row + 1) / self._fs
-        elif row <= 0:
-            t = float(timestamps[0]) + row / self._fs  # exactly the first sample at row 0
-        elif row >= n - 1:
-            t = float(timestamps[-1]) + (row - (n - 1)) / self._fs
-        else:
-            i = int(row)  # interpolate between the two samples around the row
-            t = float(timestamps[i] + (row - i) * (timestamps[i + 1] - timestamps[i]))
-        return self._recent.snap(t)
+    def _marker_time(self, row: float, timestamps: np.ndarray, arrival: float) -> float:
+        """Absolute time of a driver marker ``row`` samples after the block's
+        first, for a row before the block (``row < 0``; in an empty block,
+        rows count from the next sample): extrapolated at the nominal rate
+        from the block's first sample, and put back on a delivered sample
+        within 1 ns of it (rows after the block wait, see
+        :meth:`_driver_markers`)."""
+        if len(timestamps):
+            return self._recent.snap(float(timestamps[0]) + row / self._fs)
+        if not np.isfinite(self._last_time):  # nothing delivered yet
+            return arrival + row / self._fs
+        return self._recent.snap(self._last_time + (row + 1) / self._fs)
 
     def get_data(self) -> tuple[np.ndarray, list[Marker]]:
         """Read the next block in libmushu's shape.

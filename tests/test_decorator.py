@@ -295,8 +295,34 @@ def test_driver_marker_lands_between_uneven_samples():
     # 15 ms at 100 Hz is row 1.5: halfway between the times of rows 1 and 2
     assert block.markers == [(pytest.approx(1.03), "mid")]
     assert block.marker_samples() == [(2, "mid")]
-    # row 5 is past the block's last row: it waits for a later block
-    assert amp._pending == [(pytest.approx(1.08), "beyond")]
+    # row 5 is past the block's last row: it waits for its sample
+    assert amp._ahead == [(1.0, "beyond")]
+
+
+def test_markers_after_the_block_land_on_their_samples_whatever_their_times():
+    # A marker past its block, and one in an empty block, belong to samples
+    # not delivered yet. The next block's samples come far closer together
+    # than the nominal rate says (a burst stamped between the previous sample
+    # and its arrival): extrapolated at the nominal rate, both markers would
+    # fall after that block and wait for samples that never come.
+    driver = Scripted([
+        (np.ones((4, 2)), [(50.0, "past")]),            # row 5: row 1 of the next samples
+        (np.zeros((0, 2)), [(0.0, "empty"), (-10.0, "before")]),
+        (np.ones((4, 2)), []),
+    ], fs=100.0)
+    amp = AmpDecorator(driver)
+    amp.start()
+    driver.times = np.array([1.0, 1.01, 1.02, 1.03])
+    first = amp.get_block()
+    driver.times = np.empty(0)
+    empty = amp.get_block()
+    driver.times = np.array([1.0301, 1.0302, 1.0303, 1.0304])
+    last = amp.get_block()
+    amp.stop()
+    assert first.markers == [] and amp._ahead == []
+    assert empty.markers == [(1.03, "before")]  # row -1 of the next: the last delivered
+    assert last.markers == [(1.0301, "empty"), (1.0302, "past")]
+    assert last.marker_samples() == [(0, "empty"), (1, "past")]
 
 
 def after_one_block():
