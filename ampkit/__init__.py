@@ -15,9 +15,10 @@ from __future__ import annotations
 
 from ampkit import errors, io
 from ampkit.amplifier import Amplifier
+from ampkit.block import Block
 from ampkit.buffer import AmpWatcher, RingBuffer, StreamWatcher
 from ampkit.clock import local_clock
-from ampkit.decorator import AmpDecorator, Block
+from ampkit.decorator import AmpDecorator
 from ampkit.registry import get_amp, get_available_amps
 
 __version__ = "0.1.0"

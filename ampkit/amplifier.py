@@ -17,12 +17,11 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from ampkit.block import Marker
+from ampkit.errors import ConfigurationError
 from ampkit.worker import Closing
 
 __all__ = ["Amplifier", "Marker"]
-
-#: A driver marker: ``(milliseconds relative to the block's first sample, text)``.
-Marker = tuple[float, str]
 
 
 class Amplifier(Closing):
@@ -87,8 +86,6 @@ class Amplifier(Closing):
             A value is unknown, of the wrong type or out of range.
         """
         if kwargs:
-            from ampkit.errors import ConfigurationError
-
             raise ConfigurationError(
                 f"{type(self).__name__} takes no settings, got {sorted(kwargs)}"
             )

@@ -38,13 +38,14 @@ from typing import Any
 
 import numpy as np
 
-from ampkit.drivers.synthetic import check_positive_int, check_positive_number
+from ampkit.checks import check_positive_int, check_positive_number
 from ampkit.errors import (
     AmpNotAvailableError,
     ConfigurationError,
     ConnectionLostError,
     StateError,
 )
+from ampkit.lsl import lsl_predicate
 from ampkit.worker import Closing
 
 __all__ = [
@@ -645,8 +646,6 @@ class StreamWatcher(_Watcher):
         """
         import pylsl
 
-        from ampkit.drivers.lsl import lsl_predicate
-
         self._pylsl = pylsl
         props = {"name": identifier} if isinstance(identifier, str) else dict(identifier or {})
         if not props:
@@ -953,7 +952,7 @@ class AmpWatcher(_Watcher):
         self.add_block(self.amp.get_block())
 
     def add_block(self, block: Any) -> None:
-        """Put a :class:`ampkit.decorator.Block` into the buffers.
+        """Put a :class:`ampkit.block.Block` into the buffers.
 
         :meth:`update` calls it; it is public so that whatever already reads
         the amp can feed the watcher too (it is also the service hook

@@ -27,29 +27,23 @@ import math
 import numbers
 import threading
 from collections import deque
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
-from ampkit.amplifier import Amplifier, Marker
+from ampkit.amplifier import Amplifier
+from ampkit.block import DROPPED_MARKER, GAP_MARKER, Block, Marker, Service
+from ampkit.checks import check_positive_int
 from ampkit.clock import local_clock
 from ampkit.errors import ConfigurationError, StateError
 from ampkit.logthrottle import LogThrottle
 from ampkit.markers import MarkerServers
 from ampkit.timestamps import RecentStamps, SampleClock
 
-__all__ = ["AmpDecorator", "Block", "Service", "GAP_MARKER", "DROPPED_MARKER"]
+__all__ = ["AmpDecorator"]
 
 logger = logging.getLogger("ampkit")
 
-#: Text of the marker set at the first sample after a detected gap;
-#: ``{n}`` is the estimated number of lost samples.
-GAP_MARKER = "ampkit/gap {n}"
-#: Text of the marker set when markers were lost (the queue of markers
-#: waiting for ``get_data()`` was full, or the kernel dropped marker
-#: datagrams); ``{n}`` is how many since the last such marker.
-DROPPED_MARKER = "ampkit/markers-dropped {n}"
 #: Default of the ``marker_backlog`` start option.
 MARKER_BACKLOG = 10_000
 # Times within this of a sample's time are that sample's (see RecentStamps.snap).
@@ -75,12 +69,6 @@ def _check_gap_threshold(value: object) -> float | None:
     return float(value)  # type: ignore[arg-type]
 
 
-def _check_backlog(value: object) -> int:
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
-        raise ConfigurationError(f"marker_backlog must be a positive integer, got {value!r}")
-    return int(value)
-
-
 def _check_rate(name: str, fs: float) -> float:
     """The driver's rate, if it is one the clock can count with."""
     if not _is_number(fs) or not (0 < fs < math.inf and 1.0 / fs < math.inf):
@@ -89,68 +77,6 @@ def _check_rate(name: str, fs: float) -> float:
             "positive finite number; check the device's (or file's) settings"
         )
     return float(fs)
-
-
-@dataclass
-class Block:
-    """One read from a decorated amplifier.
-
-    Attributes
-    ----------
-    data : ndarray of float32, shape (n_samples, n_channels)
-        The samples, oldest first.
-    timestamps : ndarray of float64, shape (n_samples,)
-        When each sample was taken, seconds on :func:`ampkit.clock.local_clock`.
-    markers : list of (float, str)
-        ``(time_s, text)`` with absolute times on the same clock, sorted.
-    index : int
-        Number of samples delivered before this block since ``start()``.
-    origin : float
-        When the block's first sample was due: where an empty block's
-        relative marker times count from.
-    """
-
-    data: np.ndarray
-    timestamps: np.ndarray
-    markers: list[tuple[float, str]] = field(default_factory=list)
-    index: int = 0
-    origin: float = float("nan")
-
-    def __len__(self) -> int:
-        return len(self.data)
-
-    def relative_markers(self) -> list[Marker]:
-        """Markers as libmushu has them: ``(ms after the first sample, text)``."""
-        if not self.markers:
-            return []
-        t0 = self.timestamps[0] if len(self.timestamps) else self.origin
-        return [((t - t0) * 1000.0, text) for t, text in self.markers]
-
-    def marker_samples(self) -> list[tuple[int, str]]:
-        """Markers as ``(row, text)``: the row of the first sample at or after
-        the marker's time (clipped to the block)."""
-        if not self.markers:
-            return []
-        rows = np.searchsorted(self.timestamps, [t for t, _ in self.markers])
-        rows = np.clip(rows, 0, max(len(self.timestamps) - 1, 0))
-        return [(int(r), text) for r, (_, text) in zip(rows, self.markers, strict=True)]
-
-
-class Service(Protocol):
-    """Something a decorated amp runs beside acquisition.
-
-    Recording, LSL publishing and the network marker servers are services.
-    ``on_block`` is called with every block :meth:`AmpDecorator.get_block`
-    returns (a service with a background thread raises its thread's error
-    from here); ``close`` is called once by :meth:`AmpDecorator.stop`.
-    """
-
-    def on_block(self, block: Block) -> None: ...
-
-    def close(self) -> None: ...
-
-    # Optional: ``status() -> dict`` of figures for progress displays
-    # (bytes written, backlog, consumers...); merged into AmpDecorator.status().
 
 
 class AmpDecorator(Amplifier):
@@ -340,7 +266,9 @@ class AmpDecorator(Amplifier):
             raise StateError("start() while running: call stop() first")
         options = dict(options)
         gap_threshold = _check_gap_threshold(options.pop("gap_threshold", None))
-        backlog = _check_backlog(options.pop("marker_backlog", MARKER_BACKLOG))
+        backlog = check_positive_int(
+            "marker_backlog", options.pop("marker_backlog", MARKER_BACKLOG)
+        )
         overwrite = bool(options.pop("overwrite", False))
         servers = MarkerServers.from_options(
             self.add_marker, options, self.name, on_dropped=self.markers_lost

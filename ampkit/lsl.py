@@ -37,12 +37,14 @@ from ampkit.errors import ConfigurationError
 from ampkit.worker import Closing
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ampkit.decorator import AmpDecorator, Block
+    from ampkit.block import Block
+    from ampkit.decorator import AmpDecorator
 
 __all__ = [
     "LSLPublisher",
     "publisher_from_options",
     "marker_stream_name",
+    "lsl_predicate",
     "unit_to_lsl",
     "unit_from_lsl",
 ]
@@ -90,6 +92,39 @@ def unit_from_lsl(text: str | None, default: str = "µV") -> str:
 def marker_stream_name(name: str) -> str:
     """Name of the marker stream published beside the data stream ``name``."""
     return f"{name}-markers"
+
+
+def _quote(value: str) -> str:
+    """An XPath 1.0 string literal for ``value`` (which has no escapes)."""
+    if "'" not in value:
+        return f"'{value}'"
+    if '"' not in value:
+        return f'"{value}"'
+    raise ConfigurationError(f"cannot search LSL for a value with both quote kinds: {value!r}")
+
+
+def lsl_predicate(**properties: str | None) -> str:
+    """Build the XPath predicate LSL resolves streams with.
+
+    Parameters
+    ----------
+    **properties
+        Stream properties (``name``, ``type``, ``source_id``, ``hostname``);
+        None values are left out.
+
+    Returns
+    -------
+    str
+        e.g. ``"name='EEG-1' and type='EEG'"``; an empty string matches any stream.
+
+    Examples
+    --------
+    >>> lsl_predicate(name='BioSemi', type='EEG', source_id=None)
+    "name='BioSemi' and type='EEG'"
+    """
+    return " and ".join(
+        f"{key}={_quote(str(value))}" for key, value in properties.items() if value is not None
+    )
 
 
 def _default_source_id(name: str) -> str:

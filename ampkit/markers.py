@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from ampkit import marker_stamper
+from ampkit.checks import check_positive_int
 from ampkit.clock import local_clock
 from ampkit.errors import (
     AmpkitError,
@@ -101,12 +102,6 @@ def _check_port(port: object) -> int:
             f"(no marker servers), got {port!r}"
         )
     return int(port)
-
-
-def _check_limit(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ConfigurationError(f"marker limit {name} must be a positive integer, got {value!r}")
-    return int(value)
 
 
 def _busy(host: str, port: int, proto: str, exc: OSError) -> ConfigurationError:
@@ -248,8 +243,8 @@ class MarkerServers(Closing):
         self.deliver = deliver
         self.host = host
         self.port = _check_port(port)
-        self.max_line = _check_limit("max_line", max_line)
-        self.max_clients = _check_limit("max_clients", max_clients)
+        self.max_line = check_positive_int("marker limit max_line", max_line)
+        self.max_clients = check_positive_int("marker limit max_clients", max_clients)
         if stamping == "auto":
             frozen = getattr(sys, "frozen", False) or not sys.executable
             stamping = "process" if os.name == "posix" and not frozen else "thread"

@@ -14,7 +14,7 @@ takes out of it:
     then takes what is there: a loop that spins with ``timeout=0`` steals the
     CPU the outlet needs on a small machine and measures less;
 (b) ampkit's decorated ``lsl`` driver, ``amp.get_block()`` -- data, the
-    stream's timestamps and markers as a :class:`ampkit.decorator.Block`;
+    stream's timestamps and markers as a :class:`ampkit.block.Block`;
 (c) ``mne_lsl.stream.StreamLSL`` with a counting callback, if installed.
 
 Goal: (b) >= 0.9 x (a), and ahead of (c).

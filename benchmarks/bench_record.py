@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ampkit.decorator import Block
+from ampkit.block import Block
 from ampkit.io import Header, Recorder
 
 CHANNELS = 64

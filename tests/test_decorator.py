@@ -14,8 +14,9 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, rule, run_state_machine_as_test
 
 from ampkit.amplifier import Amplifier
+from ampkit.block import DROPPED_MARKER, GAP_MARKER, Block
 from ampkit.clock import local_clock
-from ampkit.decorator import DROPPED_MARKER, GAP_MARKER, AmpDecorator, Block
+from ampkit.decorator import AmpDecorator
 from ampkit.drivers.random import RandomAmp
 from ampkit.errors import AmpkitError, ConfigurationError, RecordingError, StateError
 from ampkit.pacing import Pacer, skewed

@@ -160,7 +160,7 @@ def test_bad_start_options(options):
 
 
 def test_publisher_checks_block_shape():
-    from ampkit.decorator import Block
+    from ampkit.block import Block
 
     with LSLPublisher(unique(), ["a", "b"], 100.0) as pub:
         with pytest.raises(ConfigurationError):

@@ -30,9 +30,9 @@ import numpy as np
 import serial
 
 from ampkit.amplifier import Amplifier, Marker
+from ampkit.block import GAP_MARKER
+from ampkit.checks import check_positive_number
 from ampkit.clock import local_clock
-from ampkit.decorator import GAP_MARKER
-from ampkit.drivers.synthetic import check_positive_number
 from ampkit.errors import (
     AmpNotAvailableError,
     ConfigurationError,
@@ -458,7 +458,7 @@ class CytonAmp(Amplifier):
     three more columns carry the accelerometer in g. Samples lost on the
     radio link are found from the packets' sample numbers: each loss is
     logged, counted in :attr:`lost_samples` and marked with
-    :data:`ampkit.decorator.GAP_MARKER` at the first sample after it. The
+    :data:`ampkit.block.GAP_MARKER` at the first sample after it. The
     board has no clock the computer can read: each sample's time comes from
     a :class:`~ampkit.timestamps.SampleClock` that follows the board's own
     rate from the arrival times of the bytes (see :doc:`/timing`), with the
@@ -721,7 +721,7 @@ class CytonAmp(Amplifier):
         data : ndarray of float64, shape (n, channels)
             µV (and g for the accelerometer columns).
         markers : list of (float, str)
-            A :data:`~ampkit.decorator.GAP_MARKER` at the first sample after
+            A :data:`~ampkit.block.GAP_MARKER` at the first sample after
             each run of lost samples.
 
         Raises

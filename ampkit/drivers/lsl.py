@@ -33,18 +33,18 @@ from pylsl.util import LostError
 from pylsl.util import TimeoutError as LSLTimeoutError
 
 from ampkit.amplifier import Amplifier, Marker
+from ampkit.block import GAP_MARKER
+from ampkit.checks import check_positive_int, check_positive_number
 from ampkit.clock import local_clock
-from ampkit.decorator import GAP_MARKER
-from ampkit.drivers.synthetic import check_positive_int, check_positive_number
 from ampkit.errors import (
     AmpNotAvailableError,
     ConfigurationError,
     ConnectionLostError,
     StateError,
 )
-from ampkit.lsl import marker_stream_name, unit_from_lsl
+from ampkit.lsl import lsl_predicate, marker_stream_name, unit_from_lsl
 
-__all__ = ["LSLAmp", "lsl_predicate", "stamp_unanchored"]
+__all__ = ["LSLAmp", "stamp_unanchored"]
 
 logger = logging.getLogger("ampkit")
 
@@ -112,39 +112,6 @@ def stamp_unanchored(
     start = next_estimate if next_estimate is not None else local_clock() - (n - 1) * period
     stamps[:] = start + np.arange(n) * period
     return n, float(stamps[-1] + period)
-
-
-def _quote(value: str) -> str:
-    """An XPath 1.0 string literal for ``value`` (which has no escapes)."""
-    if "'" not in value:
-        return f"'{value}'"
-    if '"' not in value:
-        return f'"{value}"'
-    raise ConfigurationError(f"cannot search LSL for a value with both quote kinds: {value!r}")
-
-
-def lsl_predicate(**properties: str | None) -> str:
-    """Build the XPath predicate LSL resolves streams with.
-
-    Parameters
-    ----------
-    **properties
-        Stream properties (``name``, ``type``, ``source_id``, ``hostname``);
-        None values are left out.
-
-    Returns
-    -------
-    str
-        e.g. ``"name='EEG-1' and type='EEG'"``; an empty string matches any stream.
-
-    Examples
-    --------
-    >>> lsl_predicate(name='BioSemi', type='EEG', source_id=None)
-    "name='BioSemi' and type='EEG'"
-    """
-    return " and ".join(
-        f"{key}={_quote(str(value))}" for key, value in properties.items() if value is not None
-    )
 
 
 def _find(predicate: str, timeout: float) -> list[Any]:

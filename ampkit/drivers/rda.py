@@ -13,7 +13,7 @@ Three layers, as every protocol driver in ampkit:
 Every discontinuity of the sample stream -- blocks missing from the server's
 ``nBlock`` sequence, a reconnection, a restart of the recording, buffer
 overflow -- is counted, logged and marked with a
-:data:`ampkit.decorator.GAP_MARKER` marker at the first sample after it.
+:data:`ampkit.block.GAP_MARKER` marker at the first sample after it.
 """
 
 from __future__ import annotations
@@ -31,9 +31,9 @@ from typing import Any
 import numpy as np
 
 from ampkit.amplifier import Amplifier, Marker
+from ampkit.block import GAP_MARKER
+from ampkit.checks import check_positive_number
 from ampkit.clock import local_clock
-from ampkit.decorator import GAP_MARKER
-from ampkit.drivers.synthetic import check_positive_number
 from ampkit.errors import (
     AmpNotAvailableError,
     ConfigurationError,

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from ampkit.amplifier import Amplifier, Marker
-from ampkit.drivers.synthetic import check_positive_int, check_positive_number
+from ampkit.checks import check_positive_int, check_positive_number
 from ampkit.errors import ConfigurationError, StateError
 from ampkit.pacing import Pacer
 

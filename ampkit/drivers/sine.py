@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from ampkit.amplifier import Marker
-from ampkit.drivers.synthetic import SyntheticAmp, check_positive_number
+from ampkit.checks import check_positive_number
+from ampkit.drivers.synthetic import SyntheticAmp
 
 __all__ = ["SineAmp"]
 

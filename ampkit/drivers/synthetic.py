@@ -8,29 +8,14 @@ sample, which it hands to the decorator through ``get_timestamps()``.
 
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 
 from ampkit.amplifier import Amplifier, Marker
-from ampkit.errors import ConfigurationError, StateError
+from ampkit.checks import check_positive_int, check_positive_number
+from ampkit.errors import StateError
 from ampkit.pacing import Pacer
 
-__all__ = ["SyntheticAmp", "check_positive_int", "check_positive_number"]
-
-
-def check_positive_number(name: str, value: object) -> float:
-    """Return ``value`` as a float, or raise ConfigurationError naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value > 0:
-        raise ConfigurationError(f"{name} must be a positive number, got {value!r}")
-    return float(value)
-
-
-def check_positive_int(name: str, value: object) -> int:
-    """Return ``value`` as an int, or raise ConfigurationError naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ConfigurationError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
+__all__ = ["SyntheticAmp"]
 
 
 class SyntheticAmp(Amplifier):

@@ -28,8 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from ampkit.block import Block
 from ampkit.clock import local_clock
-from ampkit.decorator import Block
 from ampkit.errors import RecordingError
 from ampkit.io.writer import FormatWriter, Header, Mark
 from ampkit.timestamps import RecentStamps

@@ -33,8 +33,8 @@ from typing import Any
 
 import numpy as np
 
+from ampkit.checks import check_positive_int, check_positive_number
 from ampkit.clock import local_clock
-from ampkit.drivers.synthetic import check_positive_int, check_positive_number
 from ampkit.errors import ConfigurationError, StateError
 from ampkit.pacing import Pacer, check_ppm, skewed
 from ampkit.protocols import rda

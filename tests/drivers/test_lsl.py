@@ -10,14 +10,15 @@ import pylsl
 import pytest
 
 import ampkit
-from ampkit.decorator import GAP_MARKER
-from ampkit.drivers.lsl import LSLAmp, lsl_predicate
+from ampkit.block import GAP_MARKER
+from ampkit.drivers.lsl import LSLAmp
 from ampkit.errors import (
     AmpNotAvailableError,
     ConfigurationError,
     ConnectionLostError,
     StateError,
 )
+from ampkit.lsl import lsl_predicate
 
 
 def unique(prefix: str = "test") -> str:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import ampkit
-from ampkit.decorator import GAP_MARKER
+from ampkit.block import GAP_MARKER
 from ampkit.drivers.rda import RDAAmp, RDAReceiver, _Scaler
 from ampkit.errors import (
     AmpNotAvailableError,

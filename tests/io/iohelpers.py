@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ampkit.decorator import Block
+from ampkit.block import Block
 from ampkit.errors import AmpkitError
 from ampkit.io.recorder import Recorder
 from ampkit.io.writer import Header

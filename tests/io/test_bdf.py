@@ -22,7 +22,7 @@ from iohelpers import (
 )
 
 import ampkit.io
-from ampkit.decorator import Block
+from ampkit.block import Block
 from ampkit.errors import ConfigurationError, RecordingError
 from ampkit.io.bdf import BDFWriter, read_bdf
 from ampkit.io.recorder import Recorder

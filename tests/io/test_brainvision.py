@@ -22,7 +22,7 @@ from iohelpers import (
 
 import ampkit
 import ampkit.io
-from ampkit.decorator import Block
+from ampkit.block import Block
 from ampkit.errors import RecordingError
 from ampkit.io.brainvision import BrainVisionWriter, base_of
 from ampkit.io.writer import Header, Mark

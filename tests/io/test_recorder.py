@@ -121,7 +121,7 @@ def test_read_only_file_system(small_tmpfs):
 
 def test_slow_disk_warns_with_backlog_and_drops_nothing(tmp_path, caplog):
     """The data file is a pipe drained slowly by a reader: a sink that cannot keep up."""
-    from ampkit.decorator import Block
+    from ampkit.block import Block
 
     base = tmp_path / "slow"
     os.mkfifo(tmp_path / "slow.eeg")
@@ -165,7 +165,7 @@ def test_slow_disk_warns_with_backlog_and_drops_nothing(tmp_path, caplog):
 
 def test_late_marker_lands_on_its_sample(tmp_path):
     """A marker stamped before the block it arrives with goes to its earlier sample."""
-    from ampkit.decorator import Block
+    from ampkit.block import Block
 
     fs = 100.0
     ts = 10.0 + np.arange(300) / fs
@@ -181,7 +181,7 @@ def test_late_marker_lands_on_its_sample(tmp_path):
 def test_late_marker_finds_its_sample_after_the_queue_memory_was_reused(tmp_path, monkeypatch):
     """A late marker (an empty block's) for a sample 25 s back, whose queue
     buffer has been written and reused twice since, still lands on it."""
-    from ampkit.decorator import Block
+    from ampkit.block import Block
     from ampkit.io import recorder
 
     made, slab = [], recorder._Slab
@@ -213,7 +213,7 @@ def test_start_options(tmp_path):
 
 
 def test_block_of_the_wrong_width_is_refused(tmp_path):
-    from ampkit.decorator import Block
+    from ampkit.block import Block
 
     rec = Recorder(Header(["a", "b"], 10.0), tmp_path / "w")
     rec.on_block(Block(np.zeros((3, 2), np.float32), np.arange(3.0), [], 0))
@@ -229,7 +229,7 @@ def test_reused_copy_buffers_keep_every_sample(tmp_path, monkeypatch):
     """Blocks are copied into buffers that are reused once written: many
     blocks of varied sizes, some bigger than a buffer, read back exactly."""
     import ampkit.io.recorder as recorder_module
-    from ampkit.decorator import Block
+    from ampkit.block import Block
 
     monkeypatch.setattr(recorder_module, "SLAB_BYTES", 4096)
     rng = np.random.default_rng(11)
