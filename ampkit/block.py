@@ -3,18 +3,28 @@
 A leaf module: :class:`Block` (one read from an
 :class:`~ampkit.decorator.AmpDecorator`), the texts of the markers ampkit sets
 itself (:data:`GAP_MARKER`, :data:`DROPPED_MARKER`) and the :class:`Service`
-protocol. Drivers, services, the recorder and the buffers import these from
-here, so none of them needs the decorator.
+protocol with the :class:`AmpContext` services are given. Drivers,
+services, the recorder and the buffers import these from here, so none of
+them needs the decorator.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
-__all__ = ["Block", "Marker", "Service", "GAP_MARKER", "DROPPED_MARKER"]
+__all__ = [
+    "Block",
+    "Marker",
+    "AmpContext",
+    "Service",
+    "ServiceType",
+    "GAP_MARKER",
+    "DROPPED_MARKER",
+]
 
 #: A driver marker: ``(milliseconds relative to the block's first sample, text)``.
 Marker = tuple[float, str]
@@ -73,18 +83,111 @@ class Block:
         return [(int(r), text) for r, (_, text) in zip(rows, self.markers, strict=True)]
 
 
+@dataclass(frozen=True)
+class AmpContext:
+    """What a service may know of, and do to, the amp it serves.
+
+    :meth:`~ampkit.decorator.AmpDecorator.start` builds one once the driver
+    runs (some drivers learn their channels from the device only then) and
+    hands it to each service's :meth:`Service.open`. Services get this, not
+    the decorator, so that they depend on nothing above them.
+
+    Attributes
+    ----------
+    name : str
+        The amp's name (the driver name for amps from :func:`ampkit.get_amp`).
+    channels : list of str
+        Channel names, in column order.
+    fs : float
+        Nominal sampling rate in Hz.
+    units : list of str
+        Unit of each channel.
+    resolutions : list of float or None
+        Size of one converter step per channel, when the driver tells.
+    add_marker : callable
+        ``add_marker(text, timestamp=None) -> bool``: hand a marker to the
+        amp from any thread (see :meth:`ampkit.AmpDecorator.add_marker`).
+    markers_lost : callable
+        ``markers_lost(n)``: report markers lost before they reached
+        ``add_marker`` (shown as dropped markers are).
+    effective_rate : callable
+        ``effective_rate() -> float or None``: the device's measured rate
+        (after ``stop()``, the value at the stop).
+    """
+
+    name: str
+    channels: list[str]
+    fs: float
+    units: list[str]
+    resolutions: list[float] | None = None
+    add_marker: Callable[..., bool] = lambda text, timestamp=None: False
+    markers_lost: Callable[[int], None] = lambda n: None
+    effective_rate: Callable[[], float | None] = lambda: None
+
+
+@runtime_checkable
 class Service(Protocol):
     """Something a decorated amp runs beside acquisition.
 
-    Recording, LSL publishing and the network marker servers are services.
-    ``on_block`` is called with every block :meth:`AmpDecorator.get_block`
-    returns (a service with a background thread raises its thread's error
-    from here); ``close`` is called once by :meth:`AmpDecorator.stop`.
+    Recording, LSL publishing, the network marker servers and
+    :class:`~ampkit.buffer.AmpWatcher` are services. The decorator calls
+    ``open`` once the driver runs (from :meth:`ampkit.AmpDecorator.start`,
+    or :meth:`ampkit.AmpDecorator.add_service` while running), ``on_block``
+    with every block :meth:`ampkit.AmpDecorator.get_block` returns, in the
+    reading thread (a service with a background thread raises its thread's
+    error from here), ``status`` for progress displays, and ``close`` once:
+    at ``stop()``, at ``remove_service()``, or when another service failed
+    to open. ``on_block`` runs on the acquisition path: it must be quick
+    and never wait for a slow consumer without bound.
     """
 
-    def on_block(self, block: Block) -> None: ...
+    def open(self, amp: AmpContext) -> None:
+        """Start serving ``amp``: bind, create files, start threads.
 
-    def close(self) -> None: ...
+        Raises
+        ------
+        ampkit.errors.AmpkitError
+            It cannot: the decorator closes whatever else was opened.
+        """
 
-    # Optional: ``status() -> dict`` of figures for progress displays
-    # (bytes written, backlog, consumers...); merged into AmpDecorator.status().
+    def on_block(self, block: Block) -> None:
+        """Take one block (called with every block, empty ones included)."""
+
+    def status(self) -> dict[str, Any]:
+        """Figures for progress displays, merged into ``AmpDecorator.status()``."""
+
+    def close(self) -> None:
+        """Stop serving; release everything ``open`` took. Returns promptly."""
+
+
+class ServiceType(Protocol):
+    """A kind of service that ``AmpDecorator.start()`` options ask for.
+
+    What an entry point of the group ``ampkit.services`` names (usually the
+    service class itself): ampkit's own (marker servers, LSL, recording) are
+    found the same way (see :mod:`ampkit.services`).
+
+    Attributes
+    ----------
+    options : tuple of str
+        The ``start()`` keywords it owns; no two service types may share one.
+    order : int
+        Services open, and see each block, in ascending order. Services that
+        create files come last (the recorder is 100), so that no failure of
+        another leaves files behind.
+    """
+
+    options: ClassVar[tuple[str, ...]]
+    order: ClassVar[int]
+
+    @classmethod
+    def from_options(cls, options: dict[str, Any]) -> Service | None:
+        """Check the options given (only this type's, possibly none) and
+        return the service they ask for, not opened yet (nothing is bound
+        or created), or None when they ask for none.
+
+        Raises
+        ------
+        ampkit.errors.ConfigurationError
+            A bad value: nothing is opened anywhere.
+        """

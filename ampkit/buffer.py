@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from ampkit.block import AmpContext, Block
 from ampkit.checks import check_positive_int, check_positive_number
 from ampkit.errors import (
     AmpNotAvailableError,
@@ -905,6 +906,7 @@ class AmpWatcher(_Watcher):
         self.marker_buffer = RingBuffer((self.marker_buffer_size, 1), dtype=object)
         self.n_new_markers = 0
         self.connected = False
+        self.fed = False  # a service of the amp (see open())
         self.connect_to_stream()
 
     def connect_to_stream(self, identifier: Any = None, timeout: float | None = None) -> None:
@@ -919,8 +921,11 @@ class AmpWatcher(_Watcher):
         ampkit.errors.ConfigurationError
             The amp has no channels or no sampling rate (not configured).
         """
-        channels = [str(c) for c in self.amp.get_channels()]
-        fs = float(self.amp.get_sampling_frequency())
+        self._connect(self.amp.get_channels(), self.amp.get_sampling_frequency())
+
+    def _connect(self, channels: Sequence[str], fs: float) -> None:
+        channels = [str(c) for c in channels]
+        fs = float(fs)
         if not channels or not fs > 0:
             raise ConfigurationError(
                 f"{self.name}: configure the amp before watching it "
@@ -934,6 +939,29 @@ class AmpWatcher(_Watcher):
         self.n_new = 0
         self.n_new_markers = 0
         self.connected = True
+
+    # -- as a service of the amp (amp.add_service(watcher)) ----------------
+
+    def open(self, amp: AmpContext) -> None:
+        """Be fed every block the amp delivers, whoever reads it.
+
+        Called by ``amp.add_service(watcher)``: the buffers are made anew
+        for the running amp's channels and rate, and from then on every
+        block any reader of the amp gets (``get_data()``, ``get_block()``,
+        ``ampkit serve``) goes into them; :meth:`update` then returns at
+        once. Until ``amp.remove_service(watcher)`` or ``amp.stop()``.
+        """
+        self._connect(amp.channels, amp.fs)
+        self.fed = True
+
+    def on_block(self, block: Block) -> None:
+        """Take a block from the amp (while a service of it; see :meth:`open`)."""
+        if self.fed:
+            self.add_block(block)
+
+    def status(self) -> dict[str, Any]:
+        """Nothing to report: the buffers say it all."""
+        return {}
 
     def update(self) -> None:
         """Read one block from the amp (``amp.get_block()``) into the buffers.
@@ -949,14 +977,16 @@ class AmpWatcher(_Watcher):
         """
         if not self.connected:
             raise StateError(f"AmpWatcher {self.name!r}: update() after disconnect()")
+        if self.fed:  # blocks come from whoever reads the amp
+            return
         self.add_block(self.amp.get_block())
 
     def add_block(self, block: Any) -> None:
         """Put a :class:`ampkit.block.Block` into the buffers.
 
         :meth:`update` calls it; it is public so that whatever already reads
-        the amp can feed the watcher too (it is also the service hook
-        ``on_block``).
+        the amp can feed the watcher too (or make the watcher a service of
+        the amp: ``amp.add_service(watcher)``, see :meth:`open`).
         """
         data = block.data
         n_ch = len(self.channel_names)
@@ -977,8 +1007,6 @@ class AmpWatcher(_Watcher):
             texts[:, 0] = [text for _, text in markers]
             self.marker_buffer.add_samples(texts, [t for t, _ in markers])
             self.n_new_markers += len(markers)
-
-    on_block = add_block
 
     def get_markers(self, since: float | None = None) -> list[tuple[float, str]]:
         """The markers in the marker buffer, oldest first.
@@ -1002,5 +1030,10 @@ class AmpWatcher(_Watcher):
         return [(t, s) for t, s in zip(times, texts, strict=True) if since is None or t >= since]
 
     def disconnect(self) -> None:
-        """Stop reading the amp (it keeps running); the buffers stay readable."""
+        """Stop reading the amp (it keeps running); the buffers stay readable.
+
+        Also what the amp calls when the watcher stops being its service
+        (``close``).
+        """
         self.connected = False
+        self.fed = False

@@ -32,12 +32,13 @@ from typing import Any
 import numpy as np
 
 from ampkit.amplifier import Amplifier
-from ampkit.block import DROPPED_MARKER, GAP_MARKER, Block, Marker, Service
+from ampkit.block import DROPPED_MARKER, GAP_MARKER, AmpContext, Block, Marker, Service
 from ampkit.checks import check_positive_int
 from ampkit.clock import local_clock
 from ampkit.errors import ConfigurationError, StateError
+from ampkit.io.recorder import Recorder
 from ampkit.logthrottle import LogThrottle
-from ampkit.markers import MarkerServers
+from ampkit.services import close_all, open_all, plan_services
 from ampkit.timestamps import RecentStamps, SampleClock
 
 __all__ = ["AmpDecorator"]
@@ -132,6 +133,7 @@ class AmpDecorator(Amplifier):
         self.n_markers = 0
         self.gaps: list = []
         self._services: list[Service] = []
+        self._context: AmpContext | None = None
         self._clock: SampleClock | None = None
         self._stamped = False  # the decorator's clock stamped a block
         self._final_rate: float | None = None
@@ -209,7 +211,10 @@ class AmpDecorator(Amplifier):
             Record everything the amp delivers to this file (the format is
             chosen by the suffix; see :mod:`ampkit.io`).
         **options
-            Options of the decorator's services:
+            Options of the decorator and its services. Each service type
+            owns its options (installed packages may add services, and
+            options, through the ``ampkit.services`` entry points: see
+            :mod:`ampkit.services`). ampkit's own:
 
             overwrite : bool
                 Replace an existing recording instead of raising
@@ -257,10 +262,11 @@ class AmpDecorator(Amplifier):
 
         Notes
         -----
-        A failed ``start()`` leaves nothing behind: option values are
-        checked before anything is opened, the recording (the only service
-        that creates files) is opened last, and on any error every service
-        opened so far is closed and the driver stopped.
+        A failed ``start()`` leaves nothing behind: every service checks its
+        option values before anything is opened, the services open in their
+        ``order`` with the recording (the only one that creates files) last,
+        and on any error every service opened so far is closed and the
+        driver stopped.
         """
         if self.running:
             raise StateError("start() while running: call stop() first")
@@ -269,10 +275,10 @@ class AmpDecorator(Amplifier):
         backlog = check_positive_int(
             "marker_backlog", options.pop("marker_backlog", MARKER_BACKLOG)
         )
-        overwrite = bool(options.pop("overwrite", False))
-        servers = MarkerServers.from_options(
-            self.add_marker, options, self.name, on_dropped=self.markers_lost
-        )
+        if filename is not None:
+            options["filename"] = filename
+        # Every service's options checked before anything opens.
+        planned = plan_services(options)
         # The driver starts first: some learn their channels and rate from
         # the device only then (RDA's start message). Samples it receives
         # meanwhile wait in the driver for the first get_block().
@@ -291,7 +297,8 @@ class AmpDecorator(Amplifier):
                 self._dropped_new = 0
             self._ahead = []
             self.marker_backlog = backlog
-            services = self._open_services(filename, overwrite, servers, options)
+            self._context = self._make_context()
+            opened = open_all(planned, self._context)
         except BaseException:
             self.amp.stop()
             raise
@@ -301,46 +308,22 @@ class AmpDecorator(Amplifier):
         self.markers_dropped = 0
         self._last_time = -np.inf  # time of the newest sample delivered
         self.gaps = []
-        self._services = services
+        self._services = opened
         self.running = True
 
-    def _open_services(
-        self,
-        filename: str | None,
-        overwrite: bool,
-        servers: MarkerServers | None,
-        options: dict[str, Any],
-    ) -> list[Service]:
-        """Open the services asked for; LSL pops the options it owns.
-
-        An option nobody took is a ConfigurationError. The recording comes
-        last, so that no failure can leave its files behind; on any error
-        the services opened so far are closed again.
-        """
-        from ampkit.io.recorder import Recorder
-
-        services: list[Service] = []
-        try:
-            if servers is not None:
-                services.append(servers.start())
-            from ampkit.lsl import publisher_from_options  # loads pylsl only when asked
-
-            publisher = publisher_from_options(self, options)
-            if publisher is not None:
-                services.append(publisher)
-            if options:
-                raise ConfigurationError(f"unknown start() options: {sorted(options)}")
-            if filename is not None:
-                # Recording before publishing, as each block is handed on.
-                services.insert(servers is not None, Recorder(self, filename, overwrite=overwrite))
-        except BaseException:
-            for service in reversed(services):
-                try:
-                    service.close()
-                except Exception as exc:  # noqa: BLE001 - the first error is raised
-                    logger.error("%s: closing %r failed: %r", self.name, service, exc)
-            raise
-        return services
+    def _make_context(self) -> AmpContext:
+        """What the services are told of this amp (see :class:`ampkit.block.AmpContext`)."""
+        resolutions = None
+        get_resolutions = getattr(self.amp, "get_resolutions", None)  # optional driver hook
+        if get_resolutions is not None:
+            resolutions = [float(r) for r in np.asarray(get_resolutions()).ravel()]
+            if len(resolutions) != len(self._channels):
+                resolutions = None
+        return AmpContext(
+            self.name, list(self._channels), self._fs, self.get_units(), resolutions,
+            add_marker=self.add_marker, markers_lost=self.markers_lost,
+            effective_rate=lambda: self.effective_rate,
+        )
 
     def stop(self) -> None:
         """Stop the driver, then close the services.
@@ -349,6 +332,8 @@ class AmpDecorator(Amplifier):
         ------
         ampkit.errors.StateError
             The amp is not running.
+        Exception
+            The first error of a service's ``close()`` (all are closed).
         """
         if not self.running:
             raise StateError("stop() while not running")
@@ -357,19 +342,10 @@ class AmpDecorator(Amplifier):
         try:
             self.amp.stop()
         finally:
-            self._close_services()
-
-    def _close_services(self) -> None:
-        errors = []
-        for service in self._services:
-            try:
-                service.close()
-            except Exception as exc:  # noqa: BLE001 - raised below, after all closed
-                logger.error("%s: closing %r failed: %r", self.name, service, exc)
-                errors.append(exc)
-        self._services = []
-        if errors:
-            raise errors[0]
+            closing, self._services = self._services, []
+            errors = close_all(closing, self.name)
+            if errors:
+                raise errors[0]
 
     def close(self) -> None:
         """Stop if running, then release the driver."""
@@ -379,15 +355,76 @@ class AmpDecorator(Amplifier):
         finally:
             self.amp.close()
 
+    # -- services --------------------------------------------------------
+
+    @property
+    def services(self) -> tuple[Service, ...]:
+        """The services running, in the order they see each block."""
+        return tuple(self._services)
+
+    def add_service(self, service: Service | None = None, **options: Any) -> list[Service]:
+        """Open services while the amp runs; they see every block from the next on.
+
+        They run until :meth:`remove_service` or :meth:`stop`. Call it from
+        the thread that reads the amp, or hold off reading meanwhile: the
+        services are not guarded against a concurrent :meth:`get_block`.
+
+        Parameters
+        ----------
+        service : Service, optional
+            A service to open (anything with ``open``, ``on_block``,
+            ``status`` and ``close``: see :class:`ampkit.block.Service`),
+            e.g. an :class:`ampkit.buffer.AmpWatcher`.
+        **options
+            ``start()`` options of the services to open, e.g.
+            ``filename='run2.xdf'`` or ``lsl='EEG-2'``; only the services
+            whose options are given are opened.
+
+        Returns
+        -------
+        list of Service
+            The services opened.
+
+        Raises
+        ------
+        ampkit.errors.StateError
+            The amp is not running.
+        ampkit.errors.ConfigurationError
+            An unknown option or a bad value (nothing is opened).
+        ampkit.errors.AmpkitError
+            A service failed to open (those opened by this call are closed).
+        """
+        if not self.running:
+            raise StateError("add_service() while not running: call start() first")
+        planned = plan_services(options, only_given=True)
+        if service is not None:
+            planned.append(service)
+        opened = open_all(planned, self._context)
+        self._services = [*self._services, *opened]
+        return opened
+
+    def remove_service(self, service: Service) -> None:
+        """Close one of the running services; acquisition and the others go on.
+
+        Raises
+        ------
+        ampkit.errors.StateError
+            ``service`` is not running here.
+        Exception
+            Its ``close()`` failed (it is removed all the same).
+        """
+        if not any(s is service for s in self._services):
+            raise StateError(f"{service!r} is not one of {self.name}'s services")
+        self._services = [s for s in self._services if s is not service]
+        service.close()
+
     @property
     def recording(self) -> str | None:
         """Path of the running recording, or None when not recording."""
         recorder = self._recorder()
         return None if recorder is None else str(recorder.path)
 
-    def _recorder(self) -> Any:
-        from ampkit.io.recorder import Recorder
-
+    def _recorder(self) -> Recorder | None:
         return next((s for s in self._services if isinstance(s, Recorder)), None)
 
     def start_recording(self, filename: str, overwrite: bool = False) -> None:
@@ -395,9 +432,9 @@ class AmpDecorator(Amplifier):
 
         ``start(filename=...)`` records a whole run; this opens a recording
         mid-run (and :meth:`stop_recording` ends it), for programs that are
-        told when to record while acquisition goes on. Call it from the thread
-        that reads the amp, or hold off reading meanwhile: the services are
-        not guarded against a concurrent :meth:`get_block`.
+        told when to record while acquisition goes on: the same as
+        ``add_service(filename=filename, overwrite=overwrite)``, one
+        recording at a time.
 
         Parameters
         ----------
@@ -415,8 +452,6 @@ class AmpDecorator(Amplifier):
         ampkit.errors.ConfigurationError
             An unknown suffix.
         """
-        from ampkit.io.recorder import Recorder
-
         if not self.running:
             raise StateError("start_recording() while not running: call start() first")
         if self.recording is not None:
@@ -424,7 +459,7 @@ class AmpDecorator(Amplifier):
                 f"start_recording() while recording to {self.recording}: "
                 "call stop_recording() first"
             )
-        self._services = [*self._services, Recorder(self, filename, overwrite=bool(overwrite))]
+        self.add_service(filename=filename, overwrite=bool(overwrite))
 
     def stop_recording(self) -> str:
         """End the recording; acquisition and the other services go on.
@@ -444,8 +479,7 @@ class AmpDecorator(Amplifier):
         recorder = self._recorder()
         if recorder is None:
             raise StateError("stop_recording() while not recording")
-        self._services = [s for s in self._services if s is not recorder]
-        recorder.close()
+        self.remove_service(recorder)
         return str(recorder.path)
 
     def status(self) -> dict[str, Any]:
@@ -469,9 +503,7 @@ class AmpDecorator(Amplifier):
         if rate is not None:
             info["effective_rate"] = round(rate, 4)
         for service in self._services:
-            report = getattr(service, "status", None)
-            if report is not None:
-                info.update(report())
+            info.update(service.status())
         return info
 
     @property
@@ -502,8 +534,9 @@ class AmpDecorator(Amplifier):
         marker servers, ``{}`` otherwise.
         """
         for service in self._services:
-            if isinstance(service, MarkerServers):
-                return dict(service.addresses)
+            addresses = getattr(service, "addresses", None)  # a service that listens
+            if addresses:
+                return dict(addresses)
         return {}
 
     def add_marker(self, text: str, timestamp: float | None = None) -> bool:
@@ -615,8 +648,14 @@ class AmpDecorator(Amplifier):
         self._last_time = last
         self.n_samples += n
         self.n_markers += len(markers)
+        failed = None
         for service in self._services:
-            service.on_block(block)
+            try:
+                service.on_block(block)
+            except Exception as exc:  # noqa: BLE001 - raised below: the others get the block
+                failed = failed or exc
+        if failed is not None:
+            raise failed
         return block
 
     def _dropped(self, n: int, last: float, arrival: float) -> tuple[float, str]:

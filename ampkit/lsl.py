@@ -29,20 +29,16 @@ import ctypes
 import logging
 import socket
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, ClassVar
 
 import numpy as np
 
+from ampkit.block import AmpContext, Block
 from ampkit.errors import ConfigurationError
 from ampkit.worker import Closing
 
-if TYPE_CHECKING:  # pragma: no cover
-    from ampkit.block import Block
-    from ampkit.decorator import AmpDecorator
-
 __all__ = [
     "LSLPublisher",
-    "publisher_from_options",
     "marker_stream_name",
     "lsl_predicate",
     "unit_to_lsl",
@@ -140,13 +136,18 @@ class LSLPublisher(Closing):
     destroys both outlets. Pushing never blocks (liblsl queues the samples
     for each consumer), so publishing needs no thread of its own.
 
+    Given ``channels``, the outlets are created at once; without, the
+    publisher is a service waiting for :meth:`open` (what
+    ``AmpDecorator.start(lsl=...)`` builds with :meth:`from_options`).
+
     Parameters
     ----------
-    name : str
+    name : str, optional
         Name of the data stream; the marker stream is ``<name>-markers``.
-    channels : sequence of str
+        Required with ``channels``; a service without one takes the amp's.
+    channels : sequence of str, optional
         Channel labels, in column order.
-    fs : float
+    fs : float, optional
         Nominal sampling rate in Hz (0 for an irregular stream).
     units : sequence of str, optional
         Unit of each channel in ampkit's spelling (``µV`` by default);
@@ -171,21 +172,88 @@ class LSLPublisher(Closing):
     >>> amp.stop()               # outlets are destroyed               # doctest: +SKIP
     """
 
+    #: The ``AmpDecorator.start()`` options of the publisher as a service
+    #: (see :class:`ampkit.block.ServiceType`).
+    options: ClassVar[tuple[str, ...]] = ("lsl", "lsl_type", "lsl_source_id")
+    order: ClassVar[int] = 50
+
     def __init__(
         self,
-        name: str,
-        channels: Sequence[str],
-        fs: float,
+        name: str | None = None,
+        channels: Sequence[str] | None = None,
+        fs: float | None = None,
         units: Sequence[str] | None = None,
         type: str = "EEG",  # noqa: A002 - LSL's own word
         source_id: str | None = None,
         chunk_size: int = 0,
         max_buffered: float = 360,
     ) -> None:
+        if name is not None and (not isinstance(name, str) or not name):
+            raise ConfigurationError(f"LSL stream name must be a non-empty string, got {name!r}")
+        if not isinstance(type, str) or not type:
+            raise ConfigurationError(f"lsl_type must be a non-empty string, got {type!r}")
+        if source_id is not None and not isinstance(source_id, str):
+            raise ConfigurationError(f"lsl_source_id must be a string, got {source_id!r}")
+        self.name = name or ""
+        self.type = type
+        self.source_id = source_id
+        self.channels: list[str] = []
+        self.units: list[str] = []
+        self.fs = 0.0
+        self.n_samples = 0
+        self.n_markers = 0
+        self._chunk_size = int(chunk_size)
+        self._max_buffered = max_buffered
+        self._n_channels = 0
+        self._outlet: Any = None
+        self._marker_outlet: Any = None
+        if channels is not None:
+            if name is None:
+                raise ConfigurationError("an LSL publisher given channels needs a stream name")
+            self._create(name, channels, 0.0 if fs is None else fs, units)
+
+    @classmethod
+    def from_options(cls, options: dict[str, Any]) -> LSLPublisher | None:
+        """The publisher ``lsl``, ``lsl_type`` and ``lsl_source_id``
+        (``AmpDecorator.start()`` options) ask for, checked and not opened
+        (no outlet yet: :meth:`open` publishes an amp), or None when ``lsl``
+        is false or missing. ``lsl=True`` names the stream after the amp.
+
+        Raises
+        ------
+        ampkit.errors.ConfigurationError
+            A bad value, or ``lsl_type``/``lsl_source_id`` without ``lsl``.
+        """
+        lsl = options.get("lsl", False)
+        extra = {k: options[k] for k in ("lsl_type", "lsl_source_id") if k in options}
+        if lsl is None or lsl is False:
+            if extra:
+                raise ConfigurationError(
+                    f"{sorted(extra)} given without lsl=True or lsl='<stream name>'"
+                )
+            return None
+        if lsl is not True and not (isinstance(lsl, str) and lsl):
+            raise ConfigurationError(f"lsl must be True, False or a stream name, got {lsl!r}")
+        return cls(None if lsl is True else lsl, type=extra.get("lsl_type", "EEG"),
+                   source_id=extra.get("lsl_source_id"))
+
+    def open(self, amp: AmpContext) -> None:
+        """Publish a decorated amp: its channels, units and rate; its name
+        unless the publisher has one.
+
+        Raises
+        ------
+        ampkit.errors.ConfigurationError
+            The amp has no channels.
+        """
+        self._create(self.name or amp.name, amp.channels, amp.fs, amp.units)
+
+    def _create(
+        self, name: str, channels: Sequence[str], fs: float, units: Sequence[str] | None
+    ) -> None:
+        """Check the stream's shape and create both outlets."""
         import pylsl
 
-        if not isinstance(name, str) or not name:
-            raise ConfigurationError(f"LSL stream name must be a non-empty string, got {name!r}")
         channels = [str(c) for c in channels]
         if not channels:
             raise ConfigurationError("cannot publish an amp without channels to LSL")
@@ -198,13 +266,11 @@ class LSLPublisher(Closing):
         if not fs >= 0:
             raise ConfigurationError(f"LSL nominal rate must be >= 0, got {fs!r}")
         self.name = name
-        self.type = str(type)
-        self.source_id = _default_source_id(name) if source_id is None else str(source_id)
+        if self.source_id is None:
+            self.source_id = _default_source_id(name)
         self.channels = channels
         self.units = units
         self.fs = fs
-        self.n_samples = 0
-        self.n_markers = 0
 
         info = pylsl.StreamInfo(
             name, self.type, len(channels), fs, pylsl.cf_float32, self.source_id
@@ -222,8 +288,8 @@ class LSLPublisher(Closing):
             pylsl.cf_string, marker_stream_name(self.source_id),
         )
         minfo.desc().append_child("acquisition").append_child_value("software", "ampkit")
-        self._outlet: Any = pylsl.StreamOutlet(info, int(chunk_size), max_buffered)
-        self._marker_outlet: Any = pylsl.StreamOutlet(minfo)
+        self._outlet = pylsl.StreamOutlet(info, self._chunk_size, self._max_buffered)
+        self._marker_outlet = pylsl.StreamOutlet(minfo)
         # push_chunk with one timestamp per sample, straight from numpy
         # memory (pylsl would build a ctypes array element by element).
         self._push_n = self._outlet.do_push_chunk_n
@@ -232,28 +298,6 @@ class LSLPublisher(Closing):
         logger.info(
             "publishing LSL streams %r (%d ch, %g Hz, type %s, source_id %s) and %r",
             name, len(channels), fs, self.type, self.source_id, marker_stream_name(name),
-        )
-
-    @classmethod
-    def for_amp(
-        cls,
-        amp: AmpDecorator,
-        name: str | None = None,
-        type: str = "EEG",  # noqa: A002
-        source_id: str | None = None,
-    ) -> LSLPublisher:
-        """A publisher with the channels, units and rate of a decorated amp.
-
-        ``name`` defaults to the amp's name (the driver name for amps from
-        :func:`ampkit.get_amp`).
-        """
-        return cls(
-            name or amp.name,
-            amp.get_channels(),
-            amp.get_sampling_frequency(),
-            amp.get_units(),
-            type=type,
-            source_id=source_id,
         )
 
     def on_block(self, block: Block) -> None:
@@ -310,49 +354,3 @@ class LSLPublisher(Closing):
 
     def __repr__(self) -> str:
         return f"LSLPublisher({self.name!r}, {self._n_channels} ch, {self.fs:g} Hz)"
-
-
-def publisher_from_options(amp: AmpDecorator, options: dict[str, Any]) -> LSLPublisher | None:
-    """Pop the LSL options of ``AmpDecorator.start()`` and open the publisher they ask for.
-
-    Parameters
-    ----------
-    amp : AmpDecorator
-        The amp to publish.
-    options : dict
-        ``start()``'s keyword options; ``lsl``, ``lsl_type`` and
-        ``lsl_source_id`` are removed from it.
-
-    Returns
-    -------
-    LSLPublisher or None
-        None when ``lsl`` is false or missing.
-
-    Raises
-    ------
-    ampkit.errors.ConfigurationError
-        A bad value, or ``lsl_type``/``lsl_source_id`` without ``lsl``.
-    """
-    lsl = options.pop("lsl", False)
-    extra = {k: options.pop(k) for k in ("lsl_type", "lsl_source_id") if k in options}
-    if lsl is None or lsl is False:
-        if extra:
-            raise ConfigurationError(
-                f"{sorted(extra)} given without lsl=True or lsl='<stream name>'"
-            )
-        return None
-    if lsl is True:
-        name = None
-    elif isinstance(lsl, str) and lsl:
-        name = lsl
-    else:
-        raise ConfigurationError(
-            f"lsl must be True, False or a stream name, got {lsl!r}"
-        )
-    stream_type = extra.get("lsl_type", "EEG")
-    if not isinstance(stream_type, str) or not stream_type:
-        raise ConfigurationError(f"lsl_type must be a non-empty string, got {stream_type!r}")
-    source_id = extra.get("lsl_source_id")
-    if source_id is not None and not isinstance(source_id, str):
-        raise ConfigurationError(f"lsl_source_id must be a string, got {source_id!r}")
-    return LSLPublisher.for_amp(amp, name, type=stream_type, source_id=source_id)

@@ -32,9 +32,10 @@ import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from ampkit import marker_stamper
+from ampkit.block import AmpContext, Block
 from ampkit.checks import check_positive_int
 from ampkit.clock import local_clock
 from ampkit.errors import (
@@ -163,10 +164,11 @@ class MarkerServers(Closing):
 
     Parameters
     ----------
-    deliver : callable
+    deliver : callable or None
         ``deliver(text, stamp)``, called from a background thread for every
         marker; ``stamp`` is its arrival time on
-        :func:`ampkit.clock.local_clock` (seconds).
+        :func:`ampkit.clock.local_clock` (seconds). None: set by
+        :meth:`open` (the servers as a decorator service).
     host : str
         Interface to listen on. The default, ``127.0.0.1``, accepts markers
         from this computer only; ``0.0.0.0`` (or a LAN address) from other
@@ -222,7 +224,7 @@ class MarkerServers(Closing):
 
     def __init__(
         self,
-        deliver: Callable[[str, float], None],
+        deliver: Callable[[str, float], Any] | None,
         host: str = DEFAULT_HOST,
         port: int = DEFAULT_PORT,
         *,
@@ -261,27 +263,27 @@ class MarkerServers(Closing):
         self._proc: subprocess.Popen | None = None
         self._worker: Worker | None = None
 
+    #: The ``AmpDecorator.start()`` options these servers take (a service type:
+    #: see :class:`ampkit.block.ServiceType`).
+    options: ClassVar[tuple[str, ...]] = ("marker_host", "marker_port", "marker_limits")
+    #: First among the services: markers arrive from the first block on.
+    order: ClassVar[int] = 10
+
     @classmethod
-    def from_options(
-        cls,
-        deliver: Callable[[str, float], None],
-        options: dict[str, Any],
-        name: str = "ampkit",
-        on_dropped: Callable[[int], None] | None = None,
-    ) -> MarkerServers | None:
-        """Pop ``marker_host``, ``marker_port`` and ``marker_limits`` from
-        ``options`` (the keyword arguments of ``AmpDecorator.start``) and
-        return the servers they ask for, checked but not started (nothing is
-        opened yet: call :meth:`start`), or None when ``marker_port`` is None.
+    def from_options(cls, options: dict[str, Any]) -> MarkerServers | None:
+        """The servers ``marker_host``, ``marker_port`` and ``marker_limits``
+        (``AmpDecorator.start()`` options) ask for, checked but not started
+        (nothing is opened yet: :meth:`open` starts them for an amp), or None
+        when ``marker_port`` is None.
 
         Raises
         ------
         ampkit.errors.ConfigurationError
             A bad value.
         """
-        host = options.pop("marker_host", DEFAULT_HOST)
-        port = options.pop("marker_port", "default")
-        limits = options.pop("marker_limits", None) or {}
+        host = options.get("marker_host", DEFAULT_HOST)
+        port = options.get("marker_port", "default")
+        limits = options.get("marker_limits", None) or {}
         if port == "default":
             port = default_port()
         if port is None:
@@ -290,9 +292,23 @@ class MarkerServers(Closing):
             raise ConfigurationError(
                 f"marker_limits must be a dict with keys from {list(_LIMITS)}, got {limits!r}"
             )
-        return cls(deliver, host, port, name=name, on_dropped=on_dropped, **limits)
+        return cls(None, host, port, **limits)
 
     # -- life cycle ------------------------------------------------------
+
+    def open(self, amp: AmpContext) -> None:
+        """Start the servers for a decorated amp: markers go to its
+        ``add_marker``, losses to its ``markers_lost``.
+
+        Raises
+        ------
+        ampkit.errors.ConfigurationError, ampkit.errors.AmpkitError
+            As :meth:`start`.
+        """
+        self.deliver = amp.add_marker
+        self.on_dropped = amp.markers_lost
+        self.name = amp.name
+        self.start()
 
     def start(self) -> MarkerServers:
         """Bind both sockets and start receiving.
@@ -311,6 +327,8 @@ class MarkerServers(Closing):
         """
         if self._worker is not None:
             raise StateError("marker servers already started")
+        if self.deliver is None:
+            raise StateError("marker servers have nowhere to deliver: pass deliver, or open()")
         tcp, udp = _bind(self.host, self.port, self.kernel_stamps)
         addresses = {"tcp": tuple(tcp.getsockname()[:2]), "udp": tuple(udp.getsockname()[:2])}
         if self.stamping == "process":
@@ -339,7 +357,7 @@ class MarkerServers(Closing):
 
     def _deliver(self, text: str, stamp: float) -> None:
         self.n_markers += 1
-        self.deliver(text, stamp)
+        self.deliver(text, stamp)  # type: ignore[misc]
 
     def _dropped(self, n: int) -> None:
         self.n_dropped += n
@@ -457,7 +475,7 @@ class MarkerServers(Closing):
                 "markers sent from now on are lost"
             )
 
-    def on_block(self, block: object) -> None:
+    def on_block(self, block: Block) -> None:
         """Raise the error that stopped the servers, if any (called per block)."""
         self.check()
 

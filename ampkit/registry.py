@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from importlib.metadata import EntryPoint, entry_points
+from importlib.metadata import EntryPoint
 from typing import Any
 
 from ampkit.amplifier import Amplifier
 from ampkit.decorator import AmpDecorator
 from ampkit.errors import DriverLoadError, UnknownDriverError
+from ampkit.plugins import entry_points_of
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -49,16 +50,7 @@ ALIASES = {
 
 
 def _entry_points() -> dict[str, EntryPoint]:
-    found: dict[str, EntryPoint] = {}
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        if ep.name in found and found[ep.name].value != ep.value:
-            logger.warning(
-                "driver %r is registered twice (%s and %s); using the first",
-                ep.name, found[ep.name].value, ep.value,
-            )
-            continue
-        found[ep.name] = ep
-    return found
+    return entry_points_of(ENTRY_POINT_GROUP, "driver")
 
 
 def driver_names() -> list[str]:

@@ -224,7 +224,7 @@ def timing(seconds: float) -> None:
         nonrt_servers = MarkerServers(amp.add_marker, port=0, stamping="process",
                                       realtime=False, name="ampkit-nonrt").start()
         libmushu = LibmushuStyleServers(amp)
-        main_servers = next(s for s in amp._services if isinstance(s, MarkerServers))
+        main_servers = next(s for s in amp.services if isinstance(s, MarkerServers))
         endpoints = {"ampkit": amp.marker_addresses, "ampkit-nonrt": nonrt_servers.addresses,
                      "ampkit-thread": thread_servers.addresses, "libmushu": libmushu.addresses()}
         targets = [[f"{name}/{proto}", proto, *endpoints[name][proto]]

@@ -193,3 +193,28 @@ def test_rda_driver_feeds_the_watcher():
     assert aw.n_new_markers > 0 and markers
     for time_s, text in markers:  # each marker sits on the time of one of the samples
         assert text and np.min(np.abs(t - time_s)) < 1e-6
+
+
+def test_a_watcher_as_a_service_sees_every_block_whoever_reads():
+    """amp.add_service(watcher): blocks read with get_data() (another
+    reader's loop, ampkit serve) fill the watcher; update() reads nothing."""
+    amp = ampkit.get_amp("random", fs=1000, channels=3)
+    aw = AmpWatcher(amp, buffer_size_s=2)
+    with amp:
+        amp.start(marker_port=None)
+        amp.add_service(aw)
+        assert aw.fed
+        amp.add_marker("mark")
+        read = 0
+        while read < 300:
+            read += len(amp.get_data()[0])
+        before = aw.n_new
+        aw.update()  # no read of its own: the reader's blocks feed it
+        assert aw.n_new == before == read == amp.n_samples
+        assert [text for _, text in aw.get_markers()] == ["mark"]
+        amp.remove_service(aw)
+        amp.get_data()
+        assert aw.n_new == read  # no longer fed
+        amp.stop()
+    # Not a service any more: the buffers stay readable.
+    assert aw.get_last(read).shape == (read, 3)

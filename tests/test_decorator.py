@@ -243,27 +243,136 @@ def test_slow_device_is_followed_and_a_loss_marked_once():
     assert amp.effective_rate == amp._final_rate
 
 
+class Seen:
+    """A service that keeps what it is shown."""
+
+    def __init__(self, fail=False):
+        self.amp, self.blocks, self.closed, self.fail = None, [], 0, fail
+
+    def open(self, amp):
+        self.amp = amp
+
+    def on_block(self, block):
+        self.blocks.append(len(block))
+        if self.fail:
+            raise ConnectionError("service broke")
+
+    def status(self):
+        return {"seen": len(self.blocks)}
+
+    def close(self):
+        self.closed += 1
+
+
 def test_services_see_every_block_and_close_at_stop():
-    seen, closed = [], []
+    amp = AmpDecorator(Scripted([(np.ones((3, 2)), []), (np.ones((4, 2)), [])]), name="s")
+    with pytest.raises(StateError, match="not running"):
+        amp.add_service(Seen())
+    amp.start(marker_port=None)
+    service = Seen()
+    assert amp.add_service(service) == [service]
+    assert amp.services == (service,)
+    assert (service.amp.name, service.amp.channels, service.amp.fs) == ("s", ["c0", "c1"], 100.0)
+    assert service.amp.add_marker("from a service") is True
+    amp.get_block()
+    amp.get_block()
+    assert amp.status()["seen"] == 2
+    amp.stop()
+    assert service.blocks == [3, 4] and service.closed == 1
+    assert amp.services == ()
 
-    class Service:
+
+def test_a_service_removed_while_running_sees_no_more_blocks():
+    amp = AmpDecorator(Scripted([(np.ones((3, 2)), [])] * 3))
+    amp.start(marker_port=None)
+    service = Seen()
+    amp.add_service(service)
+    amp.get_block()
+    amp.remove_service(service)
+    assert service.closed == 1
+    amp.get_block()
+    with pytest.raises(StateError, match="not one of"):
+        amp.remove_service(service)
+    amp.stop()
+    assert service.blocks == [3] and service.closed == 1
+
+
+def test_every_service_gets_the_block_when_one_fails():
+    amp = AmpDecorator(Scripted([(np.ones((3, 2)), [])]))
+    amp.start(marker_port=None)
+    broken, after = Seen(fail=True), Seen()
+    amp.add_service(broken)
+    amp.add_service(after)
+    with pytest.raises(ConnectionError, match="service broke"):
+        amp.get_block()
+    assert after.blocks == [3]
+    amp.stop()
+
+
+COUNTER = """
+    from ampkit.errors import ConfigurationError
+
+    class Counter:
+        options = ("count_to",)
+        order = 60
+        made = []
+
+        @classmethod
+        def from_options(cls, options):
+            if "count_to" not in options:
+                return None
+            if not isinstance(options["count_to"], int):
+                raise ConfigurationError(f"count_to must be an int, got {options['count_to']!r}")
+            service = cls()
+            cls.made.append(service)
+            return service
+
+        def open(self, amp):
+            self.name, self.n, self.open_ = amp.name, 0, True
+
         def on_block(self, block):
-            seen.append(len(block))
-
-        def close(self):
-            closed.append(True)
+            self.n += len(block)
 
         def status(self):
-            return {"service": "ok"}
+            return {"counted": self.n}
 
-    amp = AmpDecorator(Scripted([(np.ones((3, 2)), []), (np.ones((4, 2)), [])]))
-    amp._open_services = lambda filename, overwrite, servers, options: [Service()]
-    amp.start()
+        def close(self):
+            self.open_ = False
+"""
+
+
+def test_a_service_from_an_entry_point_owns_its_start_options(install_plugin):
+    install_plugin("ampkit_counter", COUNTER,
+                   {"ampkit.services": {"counter": "ampkit_counter:Counter"}})
+    from ampkit_counter import Counter
+
+    amp = AmpDecorator(Scripted([(np.ones((3, 2)), [])] * 2), name="c")
+    with pytest.raises(ConfigurationError, match="count_to must be an int"):
+        amp.start(marker_port=None, count_to="x")
+    assert not amp.running and not Counter.made
+    with pytest.raises(ConfigurationError, match="unknown start.*count_to"):
+        amp.start(marker_port=None, count_too=3)  # the message lists the known options
+    amp.start(marker_port=None, count_to=3)
     amp.get_block()
-    amp.get_block()
-    assert amp.status()["service"] == "ok"
+    assert amp.status()["counted"] == 3
+    (service,) = Counter.made
+    assert service.name == "c" and service.open_
     amp.stop()
-    assert seen == [3, 4] and closed == [True]
+    assert not service.open_
+    # While running: only the services whose options are given.
+    amp.start(marker_port=None)
+    (added,) = amp.add_service(count_to=1)
+    assert added is Counter.made[-1] and amp.services == (added,)
+    amp.stop()
+
+
+def test_a_broken_service_plugin_is_left_out_and_logged(install_plugin, caplog):
+    install_plugin("ampkit_broken", "raise ImportError('missing dependency')\n",
+                   {"ampkit.services": {"broken": "ampkit_broken:Service"}})
+    amp = AmpDecorator(Scripted([(np.ones((3, 2)), [])]))
+    amp.start(marker_port=None)
+    amp.stop()
+    assert "service 'broken' (ampkit_broken:Service) failed to import" in caplog.text
 
 
 def test_failed_driver_start_leaves_amp_stopped():

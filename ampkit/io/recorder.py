@@ -24,13 +24,16 @@ import mmap
 import os
 import threading
 from collections import deque
-from typing import Any
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 
-from ampkit.block import Block
+from ampkit.block import AmpContext, Block
 from ampkit.clock import local_clock
 from ampkit.errors import RecordingError
+from ampkit.io.formats import open_writer
 from ampkit.io.writer import FormatWriter, Header, Mark
 from ampkit.timestamps import RecentStamps
 from ampkit.worker import Worker
@@ -82,9 +85,11 @@ class Recorder:
 
     Parameters
     ----------
-    source : ampkit.AmpDecorator or ampkit.io.writer.Header
-        The amp being recorded (its channels, rate, units and name are read
-        now), or a ready header.
+    source : ampkit.io.writer.Header or ampkit.block.AmpContext, optional
+        The recording's channels, rate, units and name: the files are
+        created now. Without it (nor ``writer``) the recorder is a service
+        waiting for :meth:`open` (what ``AmpDecorator.start(filename=...)``
+        builds with :meth:`from_options`).
     filename : str or path
         Where to record; the format follows the suffix (see
         :func:`ampkit.io.open_writer`).
@@ -110,28 +115,82 @@ class Recorder:
     >>> import ampkit
     >>> amp = ampkit.get_amp('random', fs=100, channels=4)
     >>> amp.start(filename='/tmp/ampkit-doc-rec', overwrite=True)  # doctest: +SKIP
+
+    On its own::
+
+        with Recorder(Header(['C3', 'C4'], 250.0), 'run1.xdf') as rec:
+            rec.on_block(block)
     """
+
+    #: The ``AmpDecorator.start()`` options of the recorder as a service
+    #: (see :class:`ampkit.block.ServiceType`); ``filename`` is also
+    #: ``start()``'s first argument.
+    options: ClassVar[tuple[str, ...]] = ("filename", "overwrite")
+    #: Last among the services: the only one that creates files, so that no
+    #: other service's failure to open leaves them behind.
+    order: ClassVar[int] = 100
 
     def __init__(
         self,
-        source: Any,
+        source: Header | AmpContext | None = None,
         filename: os.PathLike | str | None = None,
         overwrite: bool = False,
         interval: float = 0.1,
         max_backlog_bytes: int = MAX_BACKLOG_BYTES,
         writer: FormatWriter | None = None,
     ) -> None:
-        if writer is None:
-            from ampkit.io import open_writer
-
-            header = source if isinstance(source, Header) else Header.from_amp(source)
-            writer = open_writer(filename, header, overwrite=overwrite)
-        self.writer = writer
-        self.path = writer.path
-        # The amp, asked for its measured rate at close (the files' metadata).
-        self._amp = None if isinstance(source, Header) else source
+        self.path = None if filename is None else Path(filename)
+        self.overwrite = bool(overwrite)
         self.interval = float(interval)
         self.max_backlog_bytes = int(max_backlog_bytes)
+        self.writer: FormatWriter | None = None
+        self._closed = False
+        if writer is not None:
+            self._start(writer, None)
+        elif source is not None:
+            self.open(source)
+
+    @classmethod
+    def from_options(cls, options: dict[str, Any]) -> Recorder | None:
+        """The recorder ``filename`` and ``overwrite`` (``AmpDecorator.start()``
+        options) ask for, not opened (no file yet: :meth:`open` creates
+        them), or None without ``filename``."""
+        filename = options.get("filename")
+        if filename is None:
+            return None
+        return cls(None, filename, overwrite=bool(options.get("overwrite", False)))
+
+    def open(self, source: Header | AmpContext) -> None:
+        """Create the files (their header written now) and start the writer thread.
+
+        Parameters
+        ----------
+        source : ampkit.io.writer.Header or ampkit.block.AmpContext
+            The recording's channels, rate, units and name; a decorated
+            amp's context is also asked for the measured rate at close.
+
+        Raises
+        ------
+        ampkit.errors.RecordingError
+            A file exists (and ``overwrite`` is false) or cannot be created.
+        ampkit.errors.ConfigurationError
+            An unknown suffix, or channels that cannot be recorded.
+        """
+        if self.writer is not None:
+            raise RecordingError(f"recording to {self.path} is open already")
+        if isinstance(source, Header):
+            header, rate = source, None
+        else:
+            header = Header(source.channels, source.fs, source.units, source.name,
+                            resolutions=source.resolutions)
+            rate = source.effective_rate
+        self._start(open_writer(self.path, header, overwrite=self.overwrite), rate)
+
+    def _start(self, writer: FormatWriter, rate: Callable[[], float | None] | None) -> None:
+        self.writer = writer
+        self.path = writer.path
+        # Asked for the measured rate at close (the files' metadata).
+        self._effective_rate = rate
         # Wake the writer early once this much waits: big batches, yet the
         # disk works while acquisition is still filling the queue.
         self._wake_bytes = min(self.max_backlog_bytes // 4, 4 * 2**20)
@@ -145,7 +204,6 @@ class Recorder:
         self._queued_samples = 0
         self._failed: BaseException | None = None
         self._reported = False
-        self._closed = False
         self._warned_at = -1e9
         self._t0: float | None = None
         # Timestamps of the samples written in the last 30 s (writer thread),
@@ -167,6 +225,8 @@ class Recorder:
         ampkit.errors.RecordingError
             The writer thread failed (now or earlier).
         """
+        if self.writer is None:
+            raise RecordingError(f"recording to {self.path} is not open: call open() first")
         self._check()
         if self._closed:
             raise RecordingError(f"recording to {self.path} is closed")
@@ -280,6 +340,8 @@ class Recorder:
 
     def status(self) -> dict[str, Any]:
         """Figures for progress displays: ``bytes`` written and ``backlog`` (samples)."""
+        if self.writer is None:
+            return {}
         return {"bytes": self.writer.bytes_written, "backlog": self._queued_samples}
 
     def close(self) -> None:
@@ -293,6 +355,8 @@ class Recorder:
         if self._closed:
             return
         self._closed = True
+        if self.writer is None:  # never opened: nothing to finish
+            return
         self._worker.stop_event.set()
         with self._cond:
             self._cond.notify_all()
@@ -309,7 +373,7 @@ class Recorder:
                 self._reported = True
                 raise self._failed
             return
-        rate = getattr(self._amp, "effective_rate", None)
+        rate = None if self._effective_rate is None else self._effective_rate()
         self.writer.effective_rate = None if rate is None else float(rate)
         self.writer.close()
 
@@ -320,7 +384,8 @@ class Recorder:
         self.close()
 
     def __repr__(self) -> str:
-        return f"<Recorder {self.path} ({self.writer.format})>"
+        kind = "not open" if self.writer is None else self.writer.format
+        return f"<Recorder {self.path} ({kind})>"
 
     # -- writer thread ---------------------------------------------------------
 
