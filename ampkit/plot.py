@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from ampkit.errors import ConfigurationError
+from ampkit.io import Recording, read
 
 __all__ = ["plot_recording", "save_plot"]
 
@@ -126,8 +127,6 @@ def plot_recording(
     ampkit.errors.ConfigurationError
         matplotlib is missing, an unknown channel, or an empty window.
     """
-    from ampkit.io import Recording, read
-
     rec = recording if isinstance(recording, Recording) else read(recording)
     Figure, _ = _matplotlib()
     names = list(rec.channels)

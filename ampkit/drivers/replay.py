@@ -21,7 +21,8 @@ import numpy as np
 
 from ampkit.amplifier import Amplifier, Marker
 from ampkit.checks import check_positive_int, check_positive_number
-from ampkit.errors import ConfigurationError, StateError
+from ampkit.errors import ConfigurationError, RecordingError, StateError
+from ampkit.io import read
 from ampkit.pacing import Pacer
 
 __all__ = ["ReplayAmp"]
@@ -101,9 +102,6 @@ class ReplayAmp(Amplifier):
         if filename is not None:
             if data is not None or channels is not None or fs is not None or marker:
                 raise ConfigurationError("give filename or data/marker/channels/fs, not both")
-            from ampkit.errors import RecordingError
-            from ampkit.io import read
-
             try:
                 rec = read(filename)
             except RecordingError as exc:
