@@ -13,6 +13,8 @@ around every driver.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import numpy as np
@@ -21,7 +23,35 @@ from ampkit.block import Marker
 from ampkit.errors import ConfigurationError
 from ampkit.worker import Closing
 
-__all__ = ["Amplifier", "Marker"]
+__all__ = ["Amplifier", "EitherMethod", "Marker"]
+
+
+class EitherMethod:
+    """A method that receives the class when called on the class and the
+    instance when called on an instance.
+
+    For :meth:`Amplifier.is_available` of drivers whose answer depends on
+    the configuration: the registry asks the class (the defaults), a
+    configured amp asks about its own device.
+
+    Examples
+    --------
+    >>> class Amp:
+    ...     host = 'default'
+    ...     @EitherMethod
+    ...     def where(self):
+    ...         return self.host
+    >>> a = Amp(); a.host = 'configured'
+    >>> Amp.where(), a.where()
+    ('default', 'configured')
+    """
+
+    def __init__(self, func: Callable[..., Any]) -> None:
+        self.func = func
+        functools.update_wrapper(self, func)  # type: ignore[arg-type]
+
+    def __get__(self, obj: Any, cls: type) -> Callable[..., Any]:
+        return functools.partial(self.func, cls if obj is None else obj)
 
 
 class Amplifier(Closing):
