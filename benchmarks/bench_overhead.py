@@ -31,25 +31,38 @@ from pathlib import Path
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
-CHILD = r"""
-import sys, time
-kind, channels, fs, seconds = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
-if kind == "ampkit":
-    import ampkit
-    amp = ampkit.get_amp("random", fs=fs, channels=channels)
-    amp.start()
-    read = amp.get_data
-    def finish():
-        amp.stop(); amp.close()
-else:
-    from brainflow.board_shim import BoardIds, BoardShim, BrainFlowInputParams
-    BoardShim.disable_board_logger()
-    board = BoardShim(BoardIds.SYNTHETIC_BOARD.value, BrainFlowInputParams())
-    board.prepare_session()
-    board.start_stream()
-    read = board.get_board_data
-    def finish():
-        board.stop_stream(); board.release_session()
+# A child process runs a setup (one per case: it defines ``read()``,
+# ``count(data)`` and ``finish()``; its arguments follow the seconds in
+# sys.argv) and then READ_LOOP.
+
+#: Setup of the ampkit case: the decorated random amp.
+AMPKIT_SETUP = r"""
+import ampkit
+amp = ampkit.get_amp("random", fs=float(sys.argv[3]), channels=int(sys.argv[2]))
+amp.start()
+read = amp.get_data
+def count(data):
+    return len(data[0])
+def finish():
+    amp.stop(); amp.close()
+"""
+
+#: Setup of BrainFlow alone: its synthetic board (32 rows x 250 Hz).
+BRAINFLOW_SETUP = r"""
+from brainflow.board_shim import BoardIds, BoardShim, BrainFlowInputParams
+BoardShim.disable_board_logger()
+board = BoardShim(BoardIds.SYNTHETIC_BOARD.value, BrainFlowInputParams())
+board.prepare_session()
+board.start_stream()
+read = board.get_board_data
+def count(data):
+    return data.shape[1]
+def finish():
+    board.stop_stream(); board.release_session()
+"""
+
+#: Read every 100 ms for sys.argv[1] seconds; report samples and process CPU.
+READ_LOOP = r"""
 import os
 read()
 print("ready", flush=True)
@@ -60,8 +73,7 @@ tick = t0
 while tick - t0 < seconds:
     tick += 0.1
     time.sleep(max(0.0, tick - time.perf_counter()))
-    data = read()
-    n += (len(data[0]) if kind == "ampkit" else data.shape[1])
+    n += count(read())
 print("done", n, time.process_time() - cpu0, flush=True)
 sys.stdin.read()
 finish()
@@ -86,14 +98,18 @@ def tree_cpu(session: int) -> float:
     return total / CLK_TCK
 
 
-def run_case(kind: str, channels: int, fs: float, seconds: float) -> tuple[float, float]:
-    """Return (CPU seconds per second, samples per second) of one case.
+def run_child(setup: str, seconds: float, *args: object) -> tuple[float, float]:
+    """Run ``setup`` + :data:`READ_LOOP` in a process of its own.
 
-    The wall time is measured here, around the child's acquisition loop; the
-    child reports its own process CPU time (all threads) for that loop.
+    Returns
+    -------
+    (CPU seconds per second, samples per second) of the reading loop: the
+    wall time is measured here, around the child's loop; the child reports
+    its own process CPU time (all threads), :func:`tree_cpu` adds its helpers.
     """
+    code = "import sys, time\nseconds = float(sys.argv[1])\n" + setup + READ_LOOP
     proc = subprocess.Popen(
-        [sys.executable, "-W", "ignore", "-c", CHILD, kind, str(channels), str(fs), str(seconds)],
+        [sys.executable, "-W", "ignore", "-c", code, str(seconds), *map(str, args)],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, start_new_session=True,
     )
     assert proc.stdout.readline().strip() == "ready"
@@ -106,6 +122,12 @@ def run_case(kind: str, channels: int, fs: float, seconds: float) -> tuple[float
     wall = wall1 - wall0
     own_cpu = float(line[2])
     return (own_cpu + cpu1 - cpu0) / wall, int(line[1]) / wall
+
+
+def run_case(kind: str, channels: int, fs: float, seconds: float) -> tuple[float, float]:
+    """Return (CPU seconds per second, samples per second) of one case."""
+    setup = AMPKIT_SETUP if kind == "ampkit" else BRAINFLOW_SETUP
+    return run_child(setup, seconds, channels, fs)
 
 
 def main() -> None:
