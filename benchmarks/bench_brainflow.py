@@ -15,8 +15,9 @@
 
 2. Timestamp error against the truth, read every 100 ms through the bridge:
    BrainFlow's own per-sample stamps (wall-clock arrival times, moved onto
-   ``local_clock``) beside the decorated amp's timestamps (its sample clock,
-   fed with the arrival of each block).
+   ``local_clock``), the decorated amp's timestamps (the driver's sample
+   clock, fed with BrainFlow's stamp of each block's newest sample), and a
+   sample clock fed with the time of each read instead (the alternative).
 
    * the Cyton board reading ampkit's Cyton simulator on a pty: the truth is
      the simulator's send schedule (sample *k* at ``t0 + (k + 1) / 250``);
@@ -39,6 +40,12 @@ import warnings
 
 import numpy as np
 from bench_overhead import BRAINFLOW_SETUP, run_child
+
+import ampkit
+from ampkit.clock import local_clock
+from ampkit.errors import ConnectionLostError
+from ampkit.sim.cyton import CytonSimulator
+from ampkit.timestamps import SampleClock
 
 #: Setup of the bridge cases (see bench_overhead.run_child): sys.argv[2] is
 #: "markers" for a default start(), anything else for no marker servers.
@@ -86,17 +93,29 @@ def cpu_figures(seconds: float, repeats: int) -> None:
 
 
 def read_through_bridge(amp, seconds: float):
-    """Read every 100 ms; return (decorated timestamps, BrainFlow's stamps, data)."""
+    """Read every 100 ms.
+
+    Returns
+    -------
+    ours, theirs, by_read, data
+        The decorated amp's timestamps, BrainFlow's stamps (on local_clock),
+        the stamps of a SampleClock fed with the time of each read instead of
+        BrainFlow's stamp of each block's newest sample, and the data.
+    """
     ours, theirs, data = [], [], []
+    by_read, clock = [], SampleClock(amp.get_sampling_frequency())
     t0 = tick = time.perf_counter()
     while tick - t0 < seconds:
         tick += 0.1
         time.sleep(max(0.0, tick - time.perf_counter()))
         block = amp.get_block()
+        read = local_clock()
         ours.append(block.timestamps)
         theirs.append(amp.amp.get_brainflow_timestamps())
+        by_read.append(clock.stamp(len(block), read)[0])
         data.append(block.data)
-    return np.concatenate(ours), np.concatenate(theirs), np.concatenate(data)
+    return (np.concatenate(ours), np.concatenate(theirs), np.concatenate(by_read),
+            np.concatenate(data))
 
 
 def report(name: str, stamps: np.ndarray, truth: np.ndarray) -> None:
@@ -109,8 +128,6 @@ def report(name: str, stamps: np.ndarray, truth: np.ndarray) -> None:
 
 
 def timestamp_figures(seconds: float) -> None:
-    import ampkit
-    from ampkit.sim.cyton import CytonSimulator
 
     print(f"Timestamp error (ms, stamp - truth), read every 100 ms for {seconds:g} s")
     with CytonSimulator() as sim:
@@ -118,24 +135,30 @@ def timestamp_figures(seconds: float) -> None:
                              rows="eeg,package")
         amp.start(marker_port=None)
         try:
-            ours, theirs, data = read_through_bridge(amp, seconds)
+            ours, theirs, by_read, data = read_through_bridge(amp, seconds)
+        except ConnectionLostError as exc:
+            data = None
+            print(f"  cyton: {exc} (the simulator sent {sim.n_sent} packets and dropped "
+                  f"{sim.n_overflow} it could not send); no figure")
         finally:
             amp.stop()
-        package = data[:, -1].astype(int)
-        if not np.all(np.diff(package) % 256 == 1):
+        if data is None:
+            pass
+        elif not np.all(np.diff(data[:, -1].astype(int)) % 256 == 1):
             print("  cyton: samples were lost; the truth is unknown, no figure")
         else:
             # private: the simulator keeps its schedule to itself
-            k = package[0] + np.arange(len(data))
+            k = int(data[0, -1]) + np.arange(len(data))
             truth = np.array([sim._pacer.time_of(int(i)) for i in k])
             print(f"  Cyton board on the simulator ({len(truth)} samples; "
                   "truth: its send schedule)")
             report("BrainFlow's stamps", theirs, truth)
             report("ampkit (sample clock)", ours, truth)
+            report("clock fed with read times", by_read, truth)
     amp = ampkit.get_amp("brainflow", board="synthetic")
     amp.start(marker_port=None)
     try:
-        ours, theirs, _ = read_through_bridge(amp, seconds)
+        ours, theirs, by_read, _ = read_through_bridge(amp, seconds)
     finally:
         amp.stop()
     k = np.arange(len(theirs))
@@ -145,6 +168,7 @@ def timestamp_figures(seconds: float) -> None:
           f"{1 / slope:.3f} Hz)")
     report("BrainFlow's stamps", theirs, truth)
     report("ampkit (sample clock)", ours, truth)
+    report("clock fed with read times", by_read, truth)
 
 
 def main() -> None:

@@ -42,6 +42,7 @@ import numpy as np
 
 from ampkit.amplifier import Amplifier, EitherMethod, Marker
 from ampkit.clock import local_clock
+from ampkit.decorator import GAP_MARKER
 from ampkit.drivers.synthetic import check_positive_number
 from ampkit.errors import (
     AmpkitError,
@@ -50,6 +51,7 @@ from ampkit.errors import (
     ConnectionLostError,
     StateError,
 )
+from ampkit.timestamps import Gap, SampleClock
 
 __all__ = ["BrainFlowAmp", "BrainFlowLog", "board_id", "board_names", "marker_text"]
 
@@ -596,9 +598,12 @@ class BrainFlowAmp(Amplifier):
     BrainFlow put in its marker row become markers whose text is the number
     (:func:`marker_text`). Sample times: BrainFlow stamps each sample with
     the wall-clock time of its arrival in the computer; those stamps are
-    jittery and come in bursts, so the decorator's sample clock stamps the
-    samples from their arrival instead (see the BrainFlow page of the docs
-    for the measurement); BrainFlow's own stamps of the last block stay
+    jittery and come in bursts, so they are not handed on: a
+    :class:`~ampkit.timestamps.SampleClock` stamps each block, fed with
+    BrainFlow's stamp of the block's newest sample as its arrival (see the
+    BrainFlow page of the docs for the measurement). It also measures the
+    board's effective rate and finds lost samples from arrival times
+    (``ampkit/gap`` markers). BrainFlow's own stamps of the last block stay
     available from :meth:`get_brainflow_timestamps`.
 
     Attributes
@@ -609,6 +614,8 @@ class BrainFlowAmp(Amplifier):
         Playback board only: the whole file was replayed.
     n_overflows : int
         Reads that found BrainFlow's ring buffer full (older samples lost).
+    gap_count, lost_samples : int
+        Gaps the sample clock found since ``start()``, and samples lost in them.
 
     Examples
     --------
@@ -621,7 +628,7 @@ class BrainFlowAmp(Amplifier):
         self.running = False
         self.board_shim: Any = None
         self.finished = False
-        self.n_overflows = 0
+        self.n_overflows = self.gap_count = self.lost_samples = 0
         self._stamps = (np.empty(0), 0.0)
         self.configure()
 
@@ -971,10 +978,15 @@ ip_port, ip_port_aux, ip_port_anc, serial_number, other_info, timeout : optional
         self.n_overflows = 0
         self._lost: str | None = None
         self._silence = self.silence if self.silence is not None else max(3.0, 20.0 / self._fs)
+        self._grace = min(0.5, self._silence / 2)
         self._last_data = local_clock()
         self._poll_wait = min(max(0.5 / self._fs, 0.001), 0.01)
         self._stamps = (np.empty(0), 0.0)
-        self._polled = local_clock()
+        self._timestamps = np.empty(0)
+        self._clock = SampleClock(self._fs)
+        self._previous_read = self._polled = local_clock()
+        self._stamps_suspect = False
+        self.gap_count = self.lost_samples = 0
         self.running = True
         _running.add(self)
 
@@ -1056,6 +1068,7 @@ ip_port, ip_port_aux, ip_port_anc, serial_number, other_info, timeout : optional
         if self._lost is not None:
             raise ConnectionLostError(self._lost)
         layout = self.layout
+        entered = local_clock()
         while True:
             raw = self._read()
             n = raw.shape[1]
@@ -1064,8 +1077,12 @@ ip_port, ip_port_aux, ip_port_anc, serial_number, other_info, timeout : optional
             if self.finished or self._delivered >= self._end:
                 self.finished = True
                 self._stamps = (np.empty(0), 0.0)
+                self._timestamps = np.empty(0)
                 return np.empty((0, len(layout.names)), np.float32), []
-            if local_clock() - self._last_data > self._silence:
+            now = local_clock()
+            # ... and BrainFlow's thread had time to catch up after a stall
+            # of this whole process (a loaded machine)
+            if now - self._last_data > self._silence and now - entered > self._grace:
                 if self._markers is not None:
                     self.finished = True  # the end of a file we could not count
                     continue
@@ -1074,7 +1091,8 @@ ip_port, ip_port_aux, ip_port_anc, serial_number, other_info, timeout : optional
                     "switched off, out of range or unplugged?"
                 )
             time.sleep(self._poll_wait)
-        self._last_data = local_clock()
+        now = self._last_data = local_clock()
+        offset = time.time() - now
         if n >= self._capacity:
             self.n_overflows += 1
             logger.warning(
@@ -1084,11 +1102,15 @@ ip_port, ip_port_aux, ip_port_anc, serial_number, other_info, timeout : optional
             )
         self._delivered += n
         data = raw[layout.select].T.astype(np.float32, order="C")
+        stamps = raw[layout.ts_row]
         # Moved onto local_clock only when asked (get_brainflow_timestamps).
-        self._stamps = (raw[layout.ts_row], time.time() - local_clock())
-        markers: list[Marker] = []
-        values = raw[layout.marker_row]
+        self._stamps = (stamps, offset)
         period_ms = 1000.0 / self._fs
+        markers: list[Marker] = []
+        gap = self._stamp(n, float(stamps[-1]) - offset, now)
+        if gap is not None:
+            markers.append((0.0, GAP_MARKER.format(n=gap.n_missing)))
+        values = raw[layout.marker_row]
         if values.any():
             for row in np.flatnonzero(values):
                 markers.append((row * period_ms, marker_text(float(values[row]))))
@@ -1101,6 +1123,42 @@ ip_port, ip_port_aux, ip_port_anc, serial_number, other_info, timeout : optional
             ]
             markers.sort(key=lambda m: m[0])
         return data, markers
+
+    def _stamp(self, n: int, newest: float, now: float) -> Gap | None:
+        """Stamp a block with the sample clock; the gap it found, if any.
+
+        The block's arrival is BrainFlow's stamp of its newest sample (when
+        BrainFlow's thread received it) where that is plausible -- not in the
+        future, not before the previous read -- else the time of this read
+        (the playback board's stamps are the file's, some boards' may come
+        from the device).
+        """
+        arrival = newest if self._previous_read - 0.5 <= newest <= now else now
+        if arrival is now and not self._stamps_suspect:
+            self._stamps_suspect = True
+            logger.info(
+                "%s: BrainFlow's timestamps are not arrival times here; "
+                "samples are stamped from the reads", self.board_name,
+            )
+        self._previous_read = now
+        self._timestamps, gap = self._clock.stamp(n, arrival)
+        if gap is not None:
+            self.gap_count += 1
+            self.lost_samples += gap.n_missing
+            logger.warning(
+                "%s: about %d samples (%.3f s) missing before t=%.3f",
+                self.board_name, gap.n_missing, gap.duration, gap.time,
+            )
+        return gap
+
+    def get_timestamps(self) -> np.ndarray | None:
+        """Times of the samples last returned by ``get_data()`` (local_clock)."""
+        return self._timestamps
+
+    def get_effective_rate(self) -> float | None:
+        """The board's sample rate measured from arrival times (Hz), None at first."""
+        clock = getattr(self, "_clock", None)
+        return None if clock is None else clock.rate
 
     def _read(self) -> np.ndarray:
         shim = self.board_shim

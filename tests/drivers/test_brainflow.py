@@ -80,6 +80,7 @@ def test_synthetic_board_shape_rate_and_markers():
         amp.add_marker("ampkit")
         blocks += read_blocks(amp, 2.5)
         t_last = local_clock()
+        measured = amp.effective_rate
     finally:
         amp.stop()
     data = np.concatenate([b.data for b in [first, *blocks]])
@@ -88,6 +89,9 @@ def test_synthetic_board_shape_rate_and_markers():
     assert np.all(np.diff(data[:, 16].astype(int)) % 256 == 1)
     rate = sum(len(b) for b in blocks) / (t_last - t_first)
     assert abs(rate / 250.0 - 1) < 0.005, rate
+    assert abs(measured / 250.0 - 1) < 0.005, measured  # the sample clock's estimate
+    stamps = np.concatenate([b.timestamps for b in [first, *blocks]])
+    assert np.all(np.diff(stamps) > 0)
     assert np.all(np.abs(data[:, :16]).max(axis=0) > 1)  # the generator's sines
     markers = sample_markers([first, *blocks])
     assert [text for _, text in markers if text != "ampkit"] == ["3", "2.5"]
@@ -291,17 +295,25 @@ def test_a_second_session_of_the_same_board_is_refused_clearly():
     second.stop()
 
 
-def test_a_full_brainflow_buffer_is_reported(caplog):
+def test_a_full_brainflow_buffer_is_reported_and_marked_as_a_gap(caplog):
     amp = ampkit.get_amp("brainflow", board="synthetic", buffer=0.1)
     amp.start(marker_port=None)
     try:
-        time.sleep(0.5)
+        blocks = read_blocks(amp, 1.0)
+        time.sleep(0.5)  # 125 samples come, BrainFlow keeps 25
         with caplog.at_level(logging.WARNING, logger="ampkit"):
-            n = len(amp.get_data()[0])
+            after = read_blocks(amp, 0.5)
     finally:
         amp.stop()
-    assert n == 25 and amp.n_overflows == 1
+    assert len(after[0]) == 25 and amp.n_overflows == 1
     assert "older samples were lost" in caplog.text
+    gaps = [(row, text) for row, text in sample_markers(blocks + after)
+            if text.startswith("ampkit/gap")]
+    assert len(gaps) == 1
+    row, text = gaps[0]
+    # found from arrival times: marked once blocks stayed late (SampleClock.confirm)
+    assert after[0].index <= row <= after[0].index + 60
+    assert 80 <= int(text.split()[-1]) <= 130
 
 
 def test_state_errors():
