@@ -41,9 +41,9 @@ from typing import Any
 import numpy as np
 
 from ampkit.amplifier import Amplifier, EitherMethod, Marker
+from ampkit.block import GAP_MARKER
+from ampkit.checks import check_positive_number
 from ampkit.clock import local_clock
-from ampkit.decorator import GAP_MARKER
-from ampkit.drivers.synthetic import check_positive_number
 from ampkit.errors import (
     AmpkitError,
     AmpNotAvailableError,
