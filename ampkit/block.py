@@ -124,6 +124,29 @@ class AmpContext:
     markers_lost: Callable[[int], None] = lambda n: None
     effective_rate: Callable[[], float | None] = lambda: None
 
+    @classmethod
+    def of(cls, amp: Any, **hooks: Any) -> AmpContext:
+        """The context of an amplifier, read through its getters.
+
+        ``get_channels()``, ``get_sampling_frequency()``, ``get_units()``
+        where it has one, the optional driver hook ``get_resolutions()``
+        (ignored unless it gives one step per channel), and ``name`` (else
+        ``str(amp)``); ``hooks`` sets ``add_marker``, ``markers_lost`` and
+        ``effective_rate``.
+        """
+        channels = [str(c) for c in amp.get_channels()]
+        get_units = getattr(amp, "get_units", None)
+        units = [str(u) for u in get_units()] if get_units is not None else []
+        resolutions = None
+        get_resolutions = getattr(amp, "get_resolutions", None)
+        if get_resolutions is not None:
+            resolutions = [float(r) for r in np.asarray(get_resolutions()).ravel()]
+            if len(resolutions) != len(channels):
+                resolutions = None
+        name = getattr(amp, "name", None) or str(amp)
+        return cls(str(name), channels, float(amp.get_sampling_frequency()), units,
+                   resolutions, **hooks)
+
 
 @runtime_checkable
 class Service(Protocol):

@@ -313,17 +313,8 @@ class AmpDecorator(Amplifier):
 
     def _make_context(self) -> AmpContext:
         """What the services are told of this amp (see :class:`ampkit.block.AmpContext`)."""
-        resolutions = None
-        get_resolutions = getattr(self.amp, "get_resolutions", None)  # optional driver hook
-        if get_resolutions is not None:
-            resolutions = [float(r) for r in np.asarray(get_resolutions()).ravel()]
-            if len(resolutions) != len(self._channels):
-                resolutions = None
-        return AmpContext(
-            self.name, list(self._channels), self._fs, self.get_units(), resolutions,
-            add_marker=self.add_marker, markers_lost=self.markers_lost,
-            effective_rate=lambda: self.effective_rate,
-        )
+        return AmpContext.of(self, add_marker=self.add_marker, markers_lost=self.markers_lost,
+                             effective_rate=lambda: self.effective_rate)
 
     def stop(self) -> None:
         """Stop the driver, then close the services.
@@ -390,12 +381,20 @@ class AmpDecorator(Amplifier):
         ampkit.errors.StateError
             The amp is not running.
         ampkit.errors.ConfigurationError
-            An unknown option or a bad value (nothing is opened).
+            An unknown option or a bad value, or ``service`` lacks a
+            member of the protocol (nothing is opened).
         ampkit.errors.AmpkitError
             A service failed to open (those opened by this call are closed).
         """
         if not self.running:
             raise StateError("add_service() while not running: call start() first")
+        if service is not None and not isinstance(service, Service):
+            missing = [m for m in ("open", "on_block", "status", "close")
+                       if not callable(getattr(service, m, None))]
+            raise ConfigurationError(
+                f"{service!r} is not a service: it lacks {', '.join(missing)} "
+                "(see ampkit.block.Service)"
+            )
         planned = plan_services(options, only_given=True)
         if service is not None:
             planned.append(service)

@@ -269,6 +269,8 @@ def test_services_see_every_block_and_close_at_stop():
     with pytest.raises(StateError, match="not running"):
         amp.add_service(Seen())
     amp.start(marker_port=None)
+    with pytest.raises(ConfigurationError, match="not a service: it lacks open, status"):
+        amp.add_service(type("OnBlockOnly", (), {"on_block": print, "close": print})())
     service = Seen()
     assert amp.add_service(service) == [service]
     assert amp.services == (service,)

@@ -11,9 +11,9 @@ than 4 KiB -- goes through the page cache at each :meth:`AppendFile.flush`,
 so that everything appended so far is in the file for other programs and
 survives a killed process. A later aligned write covers the tail again.
 Data that already sits in memory as it will sit in the file -- the same
-offset from a page boundary, as :class:`ampkit.io.recorder.Recorder` places
-the blocks it queues -- is written from where it is, without the copy into
-the staging buffer.
+offset from a page boundary -- is written from where it is, without the copy
+into the staging buffer: :class:`BlockBuffers` is memory that places blocks
+so (the recorder queues its copies of the blocks there).
 
 Where ``O_DIRECT`` is missing (Windows, macOS) or refused (ramfs, tmpfs before
 Linux 6.6, some network file systems), the same class writes through the page
@@ -28,13 +28,16 @@ import logging
 import mmap
 import os
 import stat
+import threading
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from ampkit.io.writer import recording_error, write_all
 
-__all__ = ["AppendFile", "ALIGN", "STAGE_BYTES"]
+__all__ = ["AppendFile", "BlockBuffers", "ALIGN", "STAGE_BYTES", "SLAB_BYTES"]
 
 logger = logging.getLogger("ampkit")
 
@@ -48,6 +51,129 @@ STAGE_BYTES = 8 * 2**20
 #: Contiguous data at least this long, placed in memory as it will be in the
 #: file (same offset from a page boundary), is written from where it is.
 ZERO_COPY_BYTES = 256 * 2**10
+
+#: Size of the reusable buffers of :class:`BlockBuffers` (bigger blocks get a
+#: buffer of their own size, reused as well).
+SLAB_BYTES = 8 * 2**20
+_PAGE_FLOATS = ALIGN // 4
+
+
+class _Slab:
+    """A buffer that blocks are copied into, one after the other, with
+    room for their timestamps.
+
+    The filling thread fills it (``used`` floats, ``rows`` timestamps) and
+    retires it when the next block does not fit; the releasing thread counts
+    the blocks written (``pending``). Retired with nothing pending, it is
+    free for reuse.
+    """
+
+    __slots__ = ("array", "stamps", "used", "rows", "pending", "retired")
+
+    def __init__(self, n_floats: int, width: int) -> None:
+        # Page-aligned, for writes straight from it; from the heap (not a
+        # mapping of its own), which the next recording reuses without faults.
+        raw = np.empty(n_floats + _PAGE_FLOATS, np.float32)
+        skip = -raw.ctypes.data % ALIGN // 4
+        self.array = raw[skip : skip + n_floats]
+        # Timestamps too are kept here: a small array per block would cost a
+        # page fault per block (freed memory handed back to the system and
+        # faulted in again).
+        self.stamps = np.empty(n_floats // width + 1, np.float64)
+        self.used = self.rows = 0
+        self.pending = 0
+        self.retired = False
+
+
+class BlockBuffers:
+    """Reusable memory for blocks that wait to be written to a file of float32 rows.
+
+    One thread copies blocks in (:meth:`copy`), another gives them back once
+    written (:meth:`release`). Copies go into large page-aligned buffers,
+    each block at the offset from a page boundary that its samples have in
+    a file of all the samples so far (BrainVision's ``.eeg``), so that
+    :class:`AppendFile` writes runs of them straight from here (``O_DIRECT``,
+    no copy). Written buffers are reused: fresh memory would cost the kernel
+    a page fault and a zeroed page per 4 KiB, more than the copy.
+
+    Parameters
+    ----------
+    width : int
+        Floats per row (channels).
+    keep_bytes : int
+        Written buffers are kept for reuse up to this many bytes (a backlog
+        that came once tends to come again, and then needs no fresh memory).
+    slab_bytes : int, optional
+        Size of each buffer (default :data:`SLAB_BYTES`).
+    """
+
+    def __init__(self, width: int, keep_bytes: int, slab_bytes: int | None = None) -> None:
+        self.width = int(width)
+        self.keep_bytes = int(keep_bytes)
+        self.slab_floats = (SLAB_BYTES if slab_bytes is None else int(slab_bytes)) // 4
+        self._lock = threading.Lock()
+        self._slab: _Slab | None = None  # being filled (filling thread only)
+        self._floats = 0  # floats copied so far (filling thread only)
+        self.spare: list[_Slab] = []  # retired and written: free for reuse
+        self._spare_bytes = 0
+
+    def copy(self, data: np.ndarray, timestamps: np.ndarray) -> tuple[np.ndarray, np.ndarray, Any]:
+        """Copy ``data`` (n, width) as float32, and its timestamps as float64.
+
+        Returns
+        -------
+        data, timestamps : ndarray
+            The copies; valid until their ``token`` is released.
+        token : object
+            Hand it to :meth:`release` once the copies are written.
+        """
+        n = data.shape[0]
+        need = n * self.width
+        slab = self._slab
+        if slab is None or slab.used + need > len(slab.array):
+            skip = self._floats % _PAGE_FLOATS
+            with self._lock:
+                if slab is not None:
+                    slab.retired = True
+                    if not slab.pending:
+                        self._keep(slab)
+                slab = self._take(need + skip)
+            slab.used, slab.rows = skip, 0
+            self._slab = slab
+        view = slab.array[slab.used : slab.used + need].reshape(n, self.width)
+        np.copyto(view, data, casting="unsafe")
+        stamps = slab.stamps[slab.rows : slab.rows + n]
+        np.copyto(stamps, timestamps, casting="unsafe")
+        slab.used += need
+        slab.rows += n
+        self._floats += need
+        with self._lock:
+            slab.pending += 1
+        return view, stamps, slab
+
+    def release(self, tokens: Iterable[Any]) -> None:
+        """The copies of these :meth:`copy` calls are written: their memory may be reused."""
+        with self._lock:
+            for slab in tokens:
+                slab.pending -= 1
+                if slab.retired and not slab.pending:
+                    self._keep(slab)
+
+    def _take(self, need: int) -> _Slab:
+        """A spare buffer that holds ``need`` floats, or a new one (lock held)."""
+        for i, slab in enumerate(self.spare):
+            if len(slab.array) >= need:
+                self._spare_bytes -= slab.array.nbytes
+                return self.spare.pop(i)
+        return _Slab(max(need, self.slab_floats), self.width)
+
+    def _keep(self, slab: _Slab) -> None:
+        """Keep a written, retired buffer for reuse (lock held)."""
+        slab.used = slab.rows = slab.pending = 0
+        slab.retired = False
+        if self._spare_bytes + slab.array.nbytes <= self.keep_bytes:
+            self.spare.append(slab)
+            self._spare_bytes += slab.array.nbytes
 
 
 def _runs(arrays: list[np.ndarray]):

@@ -2,8 +2,8 @@
 
 :class:`Recorder` is what :meth:`ampkit.AmpDecorator.start` opens for
 ``start(filename=...)``. ``on_block`` only copies the block into a bounded
-queue (into buffers reused once written: fresh memory would cost the kernel a
-page fault and a zeroed page per 4 KiB, more than the copy), so a slow disk
+queue (into memory reused once written, :class:`ampkit.io.direct.BlockBuffers`,
+which also places it for the data file's direct writes), so a slow disk
 never slows acquisition until the queue is full; then it logs a warning with
 the backlog and waits for the disk (nothing is ever dropped). A
 :class:`~ampkit.worker.Worker` thread takes everything queued every
@@ -20,7 +20,6 @@ the next ``on_block`` (and by every later one: the recording is over) or by
 from __future__ import annotations
 
 import logging
-import mmap
 import os
 import threading
 from collections import deque
@@ -33,6 +32,7 @@ import numpy as np
 from ampkit.block import AmpContext, Block
 from ampkit.clock import local_clock
 from ampkit.errors import RecordingError
+from ampkit.io.direct import BlockBuffers
 from ampkit.io.formats import open_writer
 from ampkit.io.writer import FormatWriter, Header, Mark
 from ampkit.timestamps import RecentStamps
@@ -45,51 +45,17 @@ logger = logging.getLogger("ampkit")
 #: Default bound of the queue between acquisition and the writer thread.
 MAX_BACKLOG_BYTES = 256 * 2**20
 
-#: Size of the reusable buffers blocks are copied into (bigger blocks get a
-#: buffer of their own size, reused as well).
-SLAB_BYTES = 8 * 2**20
-# Written buffers are kept for reuse up to the queue's bound: a backlog that
-# came once tends to come again, and then needs no fresh memory.
-_PAGE_FLOATS = mmap.PAGESIZE // 4
-
-
-class _Slab:
-    """A buffer that queued blocks are copied into, one after the other, with
-    room for their timestamps.
-
-    The acquisition thread fills it (``used`` floats, ``rows`` timestamps)
-    and retires it when the next block does not fit; the writer thread
-    counts the blocks it wrote (``pending``). Retired with nothing pending,
-    it is free for reuse.
-    """
-
-    __slots__ = ("array", "stamps", "used", "rows", "pending", "retired")
-
-    def __init__(self, n_floats: int, width: int) -> None:
-        # Page-aligned, for writes straight from it; from the heap (not a
-        # mapping of its own), which the next recording reuses without faults.
-        raw = np.empty(n_floats + _PAGE_FLOATS, np.float32)
-        skip = -raw.ctypes.data % mmap.PAGESIZE // 4
-        self.array = raw[skip : skip + n_floats]
-        # Timestamps too are kept here: a small array per block would cost a
-        # page fault per block (freed memory handed back to the system and
-        # faulted in again).
-        self.stamps = np.empty(n_floats // width + 1, np.float64)
-        self.used = self.rows = 0
-        self.pending = 0
-        self.retired = False
-
-
 class Recorder:
     """Record every block of a decorated amp to a file.
 
     Parameters
     ----------
-    source : ampkit.io.writer.Header or ampkit.block.AmpContext, optional
-        The recording's channels, rate, units and name: the files are
-        created now. Without it (nor ``writer``) the recorder is a service
-        waiting for :meth:`open` (what ``AmpDecorator.start(filename=...)``
-        builds with :meth:`from_options`).
+    source : Header, AmpContext or Amplifier, optional
+        The recording's channels, rate, units and name (an amplifier is
+        asked through its getters): the files are created now. Without it
+        (nor ``writer``) the recorder is a service waiting for :meth:`open`
+        (what ``AmpDecorator.start(filename=...)`` builds with
+        :meth:`from_options`).
     filename : str or path
         Where to record; the format follows the suffix (see
         :func:`ampkit.io.open_writer`).
@@ -99,7 +65,7 @@ class Recorder:
         Seconds between the writer thread's batches (and flushes).
     max_backlog_bytes : int
         Bound of the queue; when full, ``on_block`` warns and waits.
-        Buffers written are kept for reuse up to this size too.
+        Memory written is kept for reuse up to this size too.
     writer : ampkit.io.writer.FormatWriter, optional
         Use this open writer instead of opening ``filename``.
 
@@ -132,7 +98,7 @@ class Recorder:
 
     def __init__(
         self,
-        source: Header | AmpContext | None = None,
+        source: Header | AmpContext | Any = None,
         filename: os.PathLike | str | None = None,
         overwrite: bool = False,
         interval: float = 0.1,
@@ -160,14 +126,14 @@ class Recorder:
             return None
         return cls(None, filename, overwrite=bool(options.get("overwrite", False)))
 
-    def open(self, source: Header | AmpContext) -> None:
+    def open(self, source: Header | AmpContext | Any) -> None:
         """Create the files (their header written now) and start the writer thread.
 
         Parameters
         ----------
-        source : ampkit.io.writer.Header or ampkit.block.AmpContext
-            The recording's channels, rate, units and name; a decorated
-            amp's context is also asked for the measured rate at close.
+        source : Header, AmpContext or Amplifier
+            The recording's channels, rate, units and name; an amp or its
+            context is also asked for the measured rate at close.
 
         Raises
         ------
@@ -181,9 +147,11 @@ class Recorder:
         if isinstance(source, Header):
             header, rate = source, None
         else:
-            header = Header(source.channels, source.fs, source.units, source.name,
-                            resolutions=source.resolutions)
-            rate = source.effective_rate
+            if not isinstance(source, AmpContext):  # an amplifier, asked through its getters
+                amp = source
+                source = AmpContext.of(amp, effective_rate=lambda: getattr(amp, "effective_rate",
+                                                                            None))
+            header, rate = Header.from_context(source), source.effective_rate
         self._start(open_writer(self.path, header, overwrite=self.overwrite), rate)
 
     def _start(self, writer: FormatWriter, rate: Callable[[], float | None] | None) -> None:
@@ -195,11 +163,9 @@ class Recorder:
         # disk works while acquisition is still filling the queue.
         self._wake_bytes = min(self.max_backlog_bytes // 4, 4 * 2**20)
         self._cond = threading.Condition()
-        self._queue: deque[tuple[Block, _Slab | None]] = deque()
-        self._slab: _Slab | None = None  # being filled (acquisition thread only)
-        self._floats = 0  # floats staged so far (acquisition thread only)
-        self._spare: list[_Slab] = []  # retired and written: free for reuse
-        self._spare_bytes = 0
+        self._queue: deque[tuple[Block, Any]] = deque()  # copies and their memory's tokens
+        self._width = len(writer.header.channels)
+        self._buffers = BlockBuffers(self._width, keep_bytes=self.max_backlog_bytes)
         self._queued_bytes = 0
         self._queued_samples = 0
         self._failed: BaseException | None = None
@@ -211,7 +177,6 @@ class Recorder:
         self._history = RecentStamps(writer.header.fs, seconds=30.0)
         self._first_index = 0  # block index of the first sample remembered
         self._index0: int | None = None  # the run's index of the recording's first block
-        self._width = len(writer.header.channels)
         self._worker = Worker(self._run, f"recorder {self.path}")
         self._worker.start()
 
@@ -243,9 +208,9 @@ class Recorder:
                 f"{len(block.timestamps)} timestamps"
             )
         if len(block):
-            data, stamps, slab = self._stage(block.data, block.timestamps)
+            data, stamps, memory = self._buffers.copy(block.data, block.timestamps)
         else:
-            data, stamps, slab = np.empty((0, self._width), np.float32), np.empty(0), None
+            data, stamps, memory = np.empty((0, self._width), np.float32), np.empty(0), None
         if self._index0 is None:
             # Samples are numbered from the recording's first block: a
             # recording opened mid-run (start_recording) begins at index > 0.
@@ -259,60 +224,12 @@ class Recorder:
                     if not self._worker.is_alive:
                         break
                     self._cond.wait(0.25)
-            self._queue.append((copy, slab))
-            if slab is not None:
-                slab.pending += 1
+            self._queue.append((copy, memory))
             self._queued_bytes += size
             self._queued_samples += len(copy)
             if self._queued_bytes > self._wake_bytes:
                 self._cond.notify_all()
         self._check()
-
-    def _stage(
-        self, data: np.ndarray, timestamps: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, _Slab]:
-        """Copy ``data`` (n, width) as float32 and its timestamps into the
-        current slab (or a new one)."""
-        need = data.shape[0] * self._width
-        slab = self._slab
-        if slab is None or slab.used + need > len(slab.array):
-            # Blocks sit in a slab at the same distance from a page boundary
-            # as in a file of all the samples (BrainVision's .eeg), which
-            # then takes them straight from here (ampkit.io.direct).
-            skip = self._floats % _PAGE_FLOATS
-            with self._cond:
-                if slab is not None:
-                    slab.retired = True
-                    if not slab.pending:
-                        self._release(slab)
-                slab = self._take_slab(need + skip)
-            slab.used, slab.rows = skip, 0
-            self._slab = slab
-        n = data.shape[0]
-        view = slab.array[slab.used : slab.used + need].reshape(n, self._width)
-        np.copyto(view, data, casting="unsafe")
-        stamps = slab.stamps[slab.rows : slab.rows + n]
-        np.copyto(stamps, timestamps, casting="unsafe")
-        slab.used += need
-        slab.rows += n
-        self._floats += need
-        return view, stamps, slab
-
-    def _take_slab(self, need: int) -> _Slab:
-        """A spare slab that holds ``need`` floats, or a new one (lock held)."""
-        for i, slab in enumerate(self._spare):
-            if len(slab.array) >= need:
-                self._spare_bytes -= slab.array.nbytes
-                return self._spare.pop(i)
-        return _Slab(max(need, SLAB_BYTES // 4), self._width)
-
-    def _release(self, slab: _Slab) -> None:
-        """Keep a written, retired slab for reuse (lock held)."""
-        slab.used = slab.rows = slab.pending = 0
-        slab.retired = False
-        if self._spare_bytes + slab.array.nbytes <= self.max_backlog_bytes:
-            self._spare.append(slab)
-            self._spare_bytes += slab.array.nbytes
 
     def _warn_backlog(self) -> None:
         now = local_clock()
@@ -404,12 +321,7 @@ class Recorder:
                     self._write([block for block, _ in entries])
                     self.writer.flush()
                     # Written: the writers keep no reference to the arrays.
-                    with self._cond:
-                        for _, slab in entries:
-                            if slab is not None:
-                                slab.pending -= 1
-                                if slab.retired and not slab.pending:
-                                    self._release(slab)
+                    self._buffers.release(m for _, m in entries if m is not None)
                 elif stop.is_set():
                     return
         except BaseException as exc:

@@ -21,6 +21,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from ampkit.block import AmpContext
 from ampkit.errors import ConfigurationError, RecordingError
 
 __all__ = [
@@ -109,18 +110,12 @@ class Header:
     @classmethod
     def from_amp(cls, amp: Any) -> Header:
         """Build the header of a (decorated) amplifier from its getters."""
-        channels = list(amp.get_channels())
-        get_units = getattr(amp, "get_units", None)
-        units = list(get_units()) if get_units is not None else []
-        name = getattr(amp, "name", None) or str(amp)
-        resolutions = None
-        get_resolutions = getattr(amp, "get_resolutions", None)  # optional driver hook
-        if get_resolutions is not None:
-            resolutions = [float(r) for r in np.asarray(get_resolutions()).ravel()]
-            if len(resolutions) != len(channels):
-                resolutions = None
-        return cls(channels, float(amp.get_sampling_frequency()), units, str(name),
-                   resolutions=resolutions)
+        return cls.from_context(AmpContext.of(amp))
+
+    @classmethod
+    def from_context(cls, amp: AmpContext) -> Header:
+        """Build the header of the amp a service was opened for."""
+        return cls(amp.channels, amp.fs, amp.units, amp.name, resolutions=amp.resolutions)
 
 
 def recording_error(path: os.PathLike | str, exc: OSError, doing: str = "write") -> RecordingError:

@@ -182,10 +182,10 @@ def test_late_marker_finds_its_sample_after_the_queue_memory_was_reused(tmp_path
     """A late marker (an empty block's) for a sample 25 s back, whose queue
     buffer has been written and reused twice since, still lands on it."""
     from ampkit.block import Block
-    from ampkit.io import recorder
+    from ampkit.io import direct
 
-    made, slab = [], recorder._Slab
-    monkeypatch.setattr(recorder, "_Slab", lambda *a: made.append(slab(*a)) or made[-1])
+    made, slab = [], direct._Slab
+    monkeypatch.setattr(direct, "_Slab", lambda *a: made.append(slab(*a)) or made[-1])
     fs, width, n = 200.0, 1024, 200  # a buffer holds 10 s; blocks of 1 s
     rec = Recorder(Header([f"c{i}" for i in range(width)], fs), tmp_path / "reuse.vhdr")
     ts = 10.0 + np.arange(50 * n) / fs
@@ -228,10 +228,10 @@ def test_block_of_the_wrong_width_is_refused(tmp_path):
 def test_reused_copy_buffers_keep_every_sample(tmp_path, monkeypatch):
     """Blocks are copied into buffers that are reused once written: many
     blocks of varied sizes, some bigger than a buffer, read back exactly."""
-    import ampkit.io.recorder as recorder_module
+    import ampkit.io.direct as direct
     from ampkit.block import Block
 
-    monkeypatch.setattr(recorder_module, "SLAB_BYTES", 4096)
+    monkeypatch.setattr(direct, "SLAB_BYTES", 4096)
     rng = np.random.default_rng(11)
     width = 8
     rec = Recorder(Header([f"c{i}" for i in range(width)], 1000.0), tmp_path / "reuse",
@@ -247,7 +247,7 @@ def test_reused_copy_buffers_keep_every_sample(tmp_path, monkeypatch):
         if i % 40 == 0:
             time.sleep(0.01)  # let the writer catch up, so buffers come back
     rec.close()
-    assert rec._spare, "no buffer was ever given back for reuse"
+    assert rec._buffers.spare, "no buffer was ever given back for reuse"
     np.testing.assert_array_equal(ampkit.io.read(tmp_path / "reuse").data,
                                   np.concatenate(expected))
 
