@@ -14,6 +14,7 @@ around every driver.
 from __future__ import annotations
 
 import functools
+from abc import ABCMeta, abstractmethod
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -54,14 +55,15 @@ class EitherMethod:
         return functools.partial(self.func, cls if obj is None else obj)
 
 
-class Amplifier(Closing):
+class Amplifier(Closing, metaclass=ABCMeta):
     """Base class of all amplifier drivers (the libmushu contract).
 
-    Subclasses override :meth:`start`, :meth:`stop`, :meth:`get_data`,
-    :meth:`get_channels` and :meth:`get_sampling_frequency`, usually
-    :meth:`configure` and :meth:`is_available`, and optionally the hooks
-    :meth:`get_units`, :meth:`get_timestamps`, :meth:`get_effective_rate`
-    and :meth:`close`.
+    An abstract class: a driver must implement :meth:`start`, :meth:`stop`,
+    :meth:`get_data`, :meth:`get_channels` and
+    :meth:`get_sampling_frequency` (creating a driver that lacks one raises
+    a ``TypeError`` naming what is missing); usually :meth:`configure` and
+    :meth:`is_available`, and optionally the hooks :meth:`get_units`,
+    :meth:`get_timestamps`, :meth:`get_effective_rate` and :meth:`close`.
 
     The life cycle is::
 
@@ -102,6 +104,18 @@ class Amplifier(Closing):
 
     presets: ClassVar[list[list[Any]]] = []
 
+    def __new__(cls, *args: Any, **kwargs: Any) -> Amplifier:
+        missing = sorted(getattr(cls, "__abstractmethods__", ()))
+        if missing:
+            # Python's own message names the methods but not that this is
+            # the driver contract, nor where it is described.
+            raise TypeError(
+                f"{cls.__module__}.{cls.__qualname__} is not a complete driver: implement "
+                f"{', '.join(m + '()' for m in missing)} (see ampkit.amplifier.Amplifier "
+                "and the driver guide)"
+            )
+        return super().__new__(cls)
+
     def configure(self, **kwargs: Any) -> None:
         """Apply device-specific settings.
 
@@ -120,14 +134,17 @@ class Amplifier(Closing):
                 f"{type(self).__name__} takes no settings, got {sorted(kwargs)}"
             )
 
+    @abstractmethod
     def start(self) -> None:
         """Begin acquisition."""
         raise NotImplementedError
 
+    @abstractmethod
     def stop(self) -> None:
         """End acquisition. Must return promptly."""
         raise NotImplementedError
 
+    @abstractmethod
     def get_data(self) -> tuple[np.ndarray, list[Marker]]:
         """Return the samples and markers that arrived since the last call.
 
@@ -150,18 +167,24 @@ class Amplifier(Closing):
         """
         raise NotImplementedError
 
+    @abstractmethod
     def get_channels(self) -> list[str]:
         """Return the channel names, in the column order of ``get_data()``."""
         raise NotImplementedError
 
+    @abstractmethod
     def get_sampling_frequency(self) -> float:
         """Return the sampling frequency in Hz."""
         raise NotImplementedError
 
     @staticmethod
     def is_available() -> bool:
-        """Return whether the device is reachable from this computer."""
-        raise NotImplementedError
+        """Return whether the device is reachable from this computer.
+
+        Drivers override it (``ampkit list`` asks every driver); the default
+        says it cannot tell.
+        """
+        raise NotImplementedError("this driver cannot tell whether its device is reachable")
 
     # -- beyond libmushu -------------------------------------------------
 

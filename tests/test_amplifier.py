@@ -31,12 +31,21 @@ class Minimal(Amplifier):
         self.closed = True
 
 
-def test_base_methods_must_be_overridden():
-    amp = Amplifier()
-    for call in (amp.start, amp.stop, amp.get_data, amp.get_channels,
-                 amp.get_sampling_frequency, Amplifier.is_available):
-        with pytest.raises(NotImplementedError):
-            call()
+def test_a_driver_must_implement_the_contract():
+    with pytest.raises(TypeError, match=r"implement get_channels\(\), get_data\(\), "
+                       r"get_sampling_frequency\(\), start\(\), stop\(\)"):
+        Amplifier()
+
+    class NoChannels(Amplifier):  # a driver missing get_channels was accepted until start()
+        start = stop = Minimal.start
+        get_data = Minimal.get_data
+        get_sampling_frequency = Minimal.get_sampling_frequency
+
+    with pytest.raises(TypeError, match=r"test_amplifier.*NoChannels is not a complete driver: "
+                       r"implement get_channels\(\) \(see ampkit.amplifier.Amplifier"):
+        NoChannels()
+    with pytest.raises(NotImplementedError, match="cannot tell"):
+        Amplifier.is_available()
 
 
 def test_defaults_of_the_hooks():
