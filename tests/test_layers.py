@@ -28,11 +28,11 @@ LAYERS: list[tuple[str, list[str]]] = [
         "ampkit.pool", "ampkit.marker_stamper",
     ]),
     ("codecs, files, network", [
-        "ampkit.protocols", "ampkit.io", "ampkit.markers", "ampkit.lsl", "ampkit.listener",
-        "ampkit.transport",
+        "ampkit.protocols", "ampkit.codec", "ampkit.io", "ampkit.markers", "ampkit.lsl",
+        "ampkit.listener", "ampkit.transport", "ampkit.reader", "ampkit.shared",
     ]),
     ("contract and decorator", [
-        "ampkit.amplifier", "ampkit.services", "ampkit.decorator",
+        "ampkit.amplifier", "ampkit.streaming", "ampkit.services", "ampkit.decorator",
     ]),
     ("drivers and simulators", [
         "ampkit.drivers", "ampkit.sim",
