@@ -301,6 +301,10 @@ def _run_options(args: argparse.Namespace) -> dict[str, Any]:
         options["marker_port"] = None if args.marker_port == "off" else args.marker_port
     if args.marker_host is not None:
         options["marker_host"] = args.marker_host
+    if args.share is not None:
+        options["share"] = args.share
+    if args.share_seconds is not None:
+        options["share_seconds"] = args.share_seconds
     return options
 
 
@@ -572,6 +576,17 @@ def _add_run_args(parser: argparse.ArgumentParser, verb: str) -> None:
     parser.add_argument("-d", "--duration", type=_seconds,
                         help=f"seconds to {verb} (default: until Ctrl-C)")
     _add_marker_args(parser)
+    _add_share_args(parser)
+
+
+def _add_share_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--share", metavar="NAME",
+        help="share the data with other processes of this computer through shared memory "
+             "as NAME (read with ampkit.attach(NAME))",
+    )
+    parser.add_argument("--share-seconds", metavar="S", type=_seconds,
+                        help="seconds the shared ring holds (default 10)")
 
 
 def _add_marker_args(parser: argparse.ArgumentParser) -> None:
@@ -644,6 +659,7 @@ def build_parser() -> argparse.ArgumentParser:
     log.add_argument("--no-log", dest="log_port", action="store_const", const="off",
                      help="do not send log records to a log server")
     _add_marker_args(p)
+    _add_share_args(p)
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("logs", help="receive Dareplane log records (a log server)")

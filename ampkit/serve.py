@@ -7,7 +7,8 @@ one amplifier, so a control room can open an amp, publish it to LSL, record,
 mark and stop it with no code of its own (``ampkit serve``)::
 
     CONNECT|{"driver": "sine", "config": {"fs": 500, "channels": 8}}
-    START|{"lsl": "eeg"}            start() options; LSL on unless "lsl": false
+    START|{"lsl": "eeg"}            start() options; LSL on unless "lsl": false;
+                                    "share": "eeg" for shared memory (ampkit.attach)
     RECORD|{"fname": "run1.vhdr"}   record from now on (while acquisition runs)
     MARKER|{"text": "S 1"}          a marker at the sample being taken now
     STATUS                          one JSON line back
@@ -361,9 +362,11 @@ class DareplaneModule(Listener):
         lsl = options.get("lsl")
         self._lsl_name = None if not lsl else (amp.name if lsl is True else str(lsl))
         where = amp.marker_addresses.get("tcp")
+        share = options.get("share")
         logger.info(
-            "%s: acquiring from %s%s%s%s", self.name, self.driver,
+            "%s: acquiring from %s%s%s%s%s", self.name, self.driver,
             f"; LSL stream {self._lsl_name!r}" if self._lsl_name else "",
+            f"; shared as {share!r}" if share else "",
             f"; marker servers on {where[0]}:{where[1]}" if where else "",
             f"; recording to {amp.recording}" if amp.recording else "",
         )
@@ -422,13 +425,15 @@ class DareplaneModule(Listener):
             Hz), ``channels`` (all of the current or last run),
             ``effective_rate`` (Hz, as measured:
             :attr:`ampkit.AmpDecorator.effective_rate`; None where not
-            measured), ``lsl`` (data stream name or None), ``marker_port``
+            measured), ``lsl`` (data stream name or None), ``share`` (shared
+            stream name or None), ``marker_port``
             (TCP, or None), ``errors`` (count) and ``last_error``.
         """
         info: dict[str, Any] = {
             "name": self.name, "driver": self.driver, "running": self.acquiring,
             "recording": None, "samples": 0, "rate": None, "effective_rate": None,
-            "gaps": 0, "markers": 0, "channels": None, "lsl": None, "marker_port": None,
+            "gaps": 0, "markers": 0, "channels": None, "lsl": None, "share": None,
+            "marker_port": None,
         }
         if self.acquisition is not None:
             amp = self.acquisition.amp
@@ -441,6 +446,7 @@ class DareplaneModule(Listener):
                 markers=figures.get("markers", 0), gaps=figures.get("gaps", 0),
                 rate=rate, effective_rate=figures.get("effective_rate"),
                 channels=channels, lsl=self._lsl_name if self.acquiring else None,
+                share=figures.get("share"),
                 marker_port=None if tcp is None else tcp[1],
             )
         info.update(errors=self.n_errors, last_error=self.last_error)

@@ -137,6 +137,7 @@ def test_version_and_help():
     for command in ("record", "stream"):
         out = ampkit_cmd(command, "--help").stdout
         assert "--marker-port" in out and "--marker-host" in out and "--duration" in out
+        assert "--share NAME" in out and "--share-seconds" in out
 
 
 def test_record_acquires_and_reports_progress():
@@ -245,3 +246,39 @@ def test_main_returns_the_exit_status(capsys):
     assert "-d/--duration" in capsys.readouterr().err
     assert main(["--version"]) == 0
     assert capsys.readouterr().out.strip() == f"ampkit {ampkit.__version__}"
+
+
+@pytest.mark.parametrize("command", ["record", "stream"])
+def test_share_reaches_other_processes(command):
+    name = f"test-cli-{os.getpid()}-{time.monotonic_ns()}"
+    args = [sys.executable, "-m", "ampkit.cli", command, "random", "-c", "fs=500", "-c",
+            "channels=3", "--share", name, "--share-seconds", "4", "-d", "30"]
+    if command == "stream":
+        args += ["--name", name]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        reader = ampkit.attach(name, timeout=20)
+        assert reader.buffer_size == 2000 and reader.channel_names == ["Ch_0", "Ch_1", "Ch_2"]
+        assert reader.wait(0, 250, timeout=20).shape == (250, 3)
+        proc.terminate()  # SIGTERM ends the run cleanly: the segment goes
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    assert f"share {name}" in err.strip().splitlines()[-1]  # in the progress line
+    with pytest.raises(ampkit.errors.StreamEndedError):
+        while True:
+            reader.update()
+    reader.close()
+    assert not os.path.exists(f"/dev/shm/ampkit-{name}")
+
+
+@pytest.mark.parametrize("args, says", [
+    (["record", "random", "--share", "a/b", "-d", "1"], "shared stream name"),
+    (["stream", "random", "--share-seconds", "0", "-d", "1"], "positive number of seconds"),
+    (["record", "random", "--share-seconds", "2", "-d", "1"], "share_seconds given without"),
+])
+def test_share_option_errors(args, says):
+    assert says in one_line_error(ampkit_cmd(*args))

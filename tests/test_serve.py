@@ -381,3 +381,27 @@ def test_the_documented_control_room_configuration():
             assert target == "ampkit" and pcomm in names
             for pair in kwargs:
                 assert pair.split("=")[1] in macro["default_json"]
+
+
+def test_share_reaches_other_processes(tmp_path):
+    """``ampkit serve DRIVER --share NAME``: START shares the amp's data; STOP ends it."""
+    name = f"test-serve-{uuid.uuid4().hex[:8]}"
+    with serving(tmp_path, "random", "-c", "fs=500", "-c", "channels=3", "--no-log",
+                 "--share", name) as (_, port, err_path):
+        client = Client(port)
+        client.send(b'START|{"lsl": false};')
+        reader = ampkit.attach(name, timeout=20)
+        assert reader.channel_names == ["Ch_0", "Ch_1", "Ch_2"] and reader.fs == 500.0
+        assert reader.wait(0, 100, timeout=20) is not None
+        assert client.status()["share"] == name
+        client.send(b"STOP;")
+        with pytest.raises(ampkit.errors.StreamEndedError):
+            while True:
+                reader.update()
+        last = reader.last_sample
+        np.testing.assert_array_equal(reader.get_last(1), reader.get_data(last - 1, last))
+        assert not Path(f"/dev/shm/ampkit-{name}").exists()
+        client.send(b"CLOSE;")
+        client.close()
+        reader.close()
+        assert "Traceback" not in err_path.read_text()

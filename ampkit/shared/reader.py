@@ -15,13 +15,9 @@ A reader has two faces on the same stream:
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import logging
 import numbers
-import os
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -38,12 +34,9 @@ from ampkit.errors import (
 from ampkit.logthrottle import LogThrottle
 from ampkit.shared.segment import (
     CLAIMED,
-    COMMIT_NS,
     HUNG_AFTER,
-    JITTER_NS,
     M_CLAIMED,
     M_WRITTEN,
-    PERIOD_NS,
     RUNNING,
     STALE_AFTER,
     STATE,
@@ -53,46 +46,13 @@ from ampkit.shared.segment import (
     fence,
     open_segment,
 )
+from ampkit.shared.waiting import CommitWaiter, precise_sleeps
 
 __all__ = ["attach", "SharedReader"]
 
 logger = logging.getLogger("ampkit")
 
 _NS = 1_000_000_000
-# How a waiting reader sleeps (see SharedReader.wait). All in ns.
-_LEAD = 60_000  # wake this long before the next commit is due, plus 3 x jitter
-_LATE = 100_000  # keep looking this long after it was due, plus the lead
-_NAP_MIN, _NAP_MAX = 100_000, 2_000_000  # naps while a commit is overdue
-_MAX_SLEEP = 50_000_000  # at most this at a time: the writer's health is checked
-_UNKNOWN_NAP = 200_000  # before the writer's rhythm is known
-
-# prctl(2) options: a thread's timer slack (how late the kernel may wake it).
-_PR_SET_TIMERSLACK, _PR_GET_TIMERSLACK = 29, 30
-_libc: Any = None
-with contextlib.suppress(OSError, AttributeError):
-    _libc = ctypes.CDLL(None, use_errno=True)
-    _libc.prctl  # noqa: B018 - present on Linux only
-
-
-@contextlib.contextmanager
-def _precise_sleeps() -> Iterator[None]:
-    """Let this thread's sleeps end within 1 µs of their time while waiting.
-
-    Linux lets a sleeping thread wake up to its *timer slack* late (50 µs by
-    default), to batch wake-ups; a reader waiting for the next block wants
-    to wake on time. The slack is the calling thread's own and is put back
-    afterwards.
-    """
-    if _libc is None:
-        yield
-        return
-    old = _libc.prctl(_PR_GET_TIMERSLACK, 0, 0, 0, 0)
-    _libc.prctl(_PR_SET_TIMERSLACK, 1000, 0, 0, 0)
-    try:
-        yield
-    finally:
-        if old > 0:
-            _libc.prctl(_PR_SET_TIMERSLACK, old, 0, 0, 0)
 
 
 def _check_timeout(name: str, value: object) -> float:
@@ -272,6 +232,7 @@ class SharedReader(_Watcher):
         self._next = self._words[WRITTEN]
         self._mnext = self._words[M_WRITTEN]
         self._warn_overrun = LogThrottle(self.logger)
+        self._waiter = CommitWaiter(self._words)
         self.connected = True
 
     def __repr__(self) -> str:
@@ -572,7 +533,8 @@ class SharedReader(_Watcher):
             Seconds between two looks (rdaclient's parameter). By default the
             reader sleeps until shortly before the writer's next block is due
             (the writer publishes its rhythm) and looks closely only then:
-            low latency without spinning all the time.
+            low latency without spinning all the time (see
+            :mod:`ampkit.shared.waiting`).
 
         Returns
         -------
@@ -598,7 +560,7 @@ class SharedReader(_Watcher):
             return None
         deadline = time.monotonic_ns() + int(timeout * _NS)
         words = self._words
-        with _precise_sleeps():
+        with precise_sleeps():
             while True:
                 if sampleEnd <= words[WRITTEN]:
                     return self.get_data(sampleStart, sampleEnd)  # None if overwritten
@@ -609,24 +571,7 @@ class SharedReader(_Watcher):
                 if sleep is not None:
                     time.sleep(sleep)
                 else:
-                    self._pause(now, deadline)
-
-    def _pause(self, now: int, deadline: int) -> None:
-        """Sleep until the next block is due (or look again soon, around then)."""
-        words = self._words
-        period = words[PERIOD_NS]
-        left = deadline - now
-        if not period:
-            time.sleep(min(_UNKNOWN_NAP, left) / _NS)
-            return
-        due = words[COMMIT_NS] + period
-        lead = min(_LEAD + 3 * words[JITTER_NS], period // 2)
-        if now < due - lead:
-            time.sleep(min(due - lead - now, left, _MAX_SLEEP) / _NS)
-        elif now < due + lead + _LATE:
-            os.sched_yield()  # about due: look closely, giving way to others
-        else:  # overdue: the writer waits for its device (or paused)
-            time.sleep(min(max(period // 8, _NAP_MIN), _NAP_MAX, left) / _NS)
+                    self._waiter.pause(now, deadline)
 
     def poll(
         self, nSamples: int, timeout: float = 10.0, sleep: float | None = None  # noqa: N803

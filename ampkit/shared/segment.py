@@ -154,8 +154,9 @@ class Header(ctypes.Structure):
         ("marker_claimed", ctypes.c_uint64),
         ("marker_written", ctypes.c_uint64),
         ("commit_ns", ctypes.c_uint64),  # monotonic_ns of the newest commit
+        ("due_ns", ctypes.c_uint64),  # when the next commit is expected (0: unknown)
         ("period_ns", ctypes.c_uint64),  # mean time between commits
-        ("jitter_ns", ctypes.c_uint64),  # mean deviation from period_ns
+        ("jitter_ns", ctypes.c_uint64),  # mean deviation of commits from due_ns
     ]
 
 
@@ -171,6 +172,7 @@ WRITTEN = _word("written")
 M_CLAIMED = _word("marker_claimed")
 M_WRITTEN = _word("marker_written")
 COMMIT_NS = _word("commit_ns")
+DUE_NS = _word("due_ns")
 PERIOD_NS = _word("period_ns")
 JITTER_NS = _word("jitter_ns")
 

@@ -23,6 +23,7 @@ from ampkit.logthrottle import LogThrottle
 from ampkit.shared.segment import (
     CLAIMED,
     COMMIT_NS,
+    DUE_NS,
     HEARTBEAT,
     HEARTBEAT_INTERVAL,
     JITTER_NS,
@@ -38,6 +39,7 @@ from ampkit.shared.segment import (
     create_segment,
     fence,
 )
+from ampkit.shared.waiting import CommitRhythm
 from ampkit.worker import Closing, Worker
 
 __all__ = ["SharedWriter", "writer_from_options", "DEFAULT_SECONDS", "DEFAULT_MARKERS"]
@@ -175,9 +177,7 @@ class SharedWriter(Closing):
         self._data = self.segment.data
         self._times = self.segment.times
         self._slots = self.segment.markers
-        self._last_commit = 0
-        self._period = 0.0
-        self._jitter = 0.0
+        self._rhythm_ = CommitRhythm()
         self._warn_cut = LogThrottle(logger)
         self._closed = False
         self._beat_lock = threading.Lock()
@@ -265,10 +265,10 @@ class SharedWriter(Closing):
         if n > size:
             data, timestamps, first = data[n - size :], timestamps[n - size :], end - size
         self._put(first % size, data, timestamps)
+        self._rhythm()
         fence()
         words[WRITTEN] = end
         self.n_written = end
-        self._committed()
 
     def _put(self, row: int, data: Any, timestamps: Any) -> None:
         size = self.n_rows
@@ -291,23 +291,19 @@ class SharedWriter(Closing):
             self._data[size + a : size + e] = self._data[a:e]
             self._times[size + a : size + e] = self._times[a:e]
 
-    def _committed(self) -> None:
-        """Publish when this commit came and how regular commits are, for
-        readers to time their waits."""
+    def _rhythm(self) -> None:
+        """Publish when this commit comes and when the next is due, for
+        readers to time their waits: before the commit itself, so that a
+        reader that sees a block also sees when the next one is due."""
         now = time.monotonic_ns()
-        last = self._last_commit
-        self._last_commit = now
-        if last:
-            interval = float(now - last)
-            if self._period:
-                self._jitter += (abs(interval - self._period) - self._jitter) / 8.0
-                self._period += (interval - self._period) / 8.0
-            else:
-                self._period = interval
-            words = self._words
-            words[PERIOD_NS] = int(self._period)
-            words[JITTER_NS] = int(self._jitter)
-        self._words[COMMIT_NS] = now
+        rhythm = self._rhythm_
+        rhythm.commit(now)
+        words = self._words
+        words[COMMIT_NS] = now
+        if rhythm.due:
+            words[PERIOD_NS] = int(rhythm.period)
+            words[JITTER_NS] = int(rhythm.jitter)
+            words[DUE_NS] = int(rhythm.due)
 
     def _write_markers(self, markers: Sequence[tuple[float, str]], timestamps: Any) -> None:
         slots = self._slots

@@ -43,7 +43,7 @@ def test_header_layout_is_fixed():
     assert Header.magic.offset == 0
     assert Header.state.offset == 192
     assert Header.claimed.offset == 256
-    assert Header.jitter_ns.offset + 8 == ctypes.sizeof(Header) == 312
+    assert Header.jitter_ns.offset + 8 == ctypes.sizeof(Header) == 320
     assert all(getattr(Header, f).offset % 8 == 0 for f, *_ in Header._fields_
                if not f.startswith(("_", "version", "header_size")))
 
