@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from ampkit.buffer import RingBuffer, _Watcher
-from ampkit.drivers.synthetic import check_positive_int
+from ampkit.checks import check_positive_int
 from ampkit.errors import (
     AmpNotAvailableError,
     ConfigurationError,

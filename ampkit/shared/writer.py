@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from ampkit.checks import check_positive_int
 from ampkit.errors import ConfigurationError, StateError
 from ampkit.logthrottle import LogThrottle
 from ampkit.shared.segment import (
@@ -146,14 +147,7 @@ class SharedWriter(Closing):
             raise ConfigurationError(
                 f"shared stream {name!r}: {len(units)} units for {len(channels)} channels"
             )
-        if (
-            isinstance(marker_slots, bool)
-            or not isinstance(marker_slots, numbers.Integral)
-            or marker_slots < 1
-        ):
-            raise ConfigurationError(
-                f"marker_slots must be a positive integer, got {marker_slots!r}"
-            )
+        marker_slots = check_positive_int("marker_slots", marker_slots)
         n_rows = math.ceil(seconds * fs)
         if n_rows > _MAX_ROWS:
             raise ConfigurationError(
