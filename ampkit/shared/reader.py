@@ -181,8 +181,10 @@ class SharedReader(_Watcher):
     n_new_markers : int
         Markers received since you last set it to 0.
     n_overrun : int
-        Samples :meth:`update` could not deliver: the writer had overwritten
-        them (the reader fell more than ``buffer_size`` samples behind).
+        Samples :meth:`update` did not deliver: the writer had overwritten
+        them (the reader fell more than ``buffer_size`` samples behind), or
+        more came since the last call than the local buffer holds (only the
+        newest that fit are copied).
     markers_overrun : int
         Markers lost the same way.
     """
@@ -318,7 +320,10 @@ class SharedReader(_Watcher):
             return
         fence()
         size = self._R
-        start = max(nxt, end - size)
+        local = self.ring_buffer
+        # No more than the local buffer holds: older samples would only be
+        # copied to be dropped (counted with the overwritten ones).
+        start = max(nxt, end - size, end - local.size)  # type: ignore[union-attr]
         data = self._copy(self._data, start, end)
         times = self._copy(self._times, start, end)
         fence()
@@ -330,11 +335,11 @@ class SharedReader(_Watcher):
             self.n_overrun += valid - nxt
             self._warn_overrun(
                 "shared stream %r: the reader fell behind and lost %d samples (%d in all); "
-                "call update() more often or share more seconds",
-                self.name, valid - nxt, self.n_overrun,
+                "call update() more often, or share more seconds / keep a longer "
+                "buffer_size_s", self.name, valid - nxt, self.n_overrun,
             )
         if len(times):
-            self.ring_buffer.add_samples(data, times)  # type: ignore[union-attr]
+            local.add_samples(data, times)  # type: ignore[union-attr]
             self.samples, self.times = data, times
             self.n_new += len(times)
 

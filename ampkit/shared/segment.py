@@ -336,9 +336,12 @@ class Segment:
         return self.writer_alive() or self.heartbeat_age() < STALE_AFTER
 
     def close(self) -> None:
-        """Drop the views and unmap (when no view handed out is alive)."""
+        """Drop the views and unmap (when no view handed out is alive). Safe
+        to call twice."""
+        if self.mm.closed:
+            return
         self.words.release()
-        del self.data, self.times, self.markers
+        self.data = self.times = self.markers = None  # type: ignore[assignment]
         try:
             self.mm.close()
         except BufferError:

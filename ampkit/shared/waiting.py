@@ -76,48 +76,72 @@ def precise_sleeps() -> Iterator[None]:
 class CommitRhythm:
     """The writer's side: when its next commit is due.
 
-    A second-order phase-locked loop on the commit times: each commit moves
-    the expected phase by a quarter and the period by 1/32 of how far it was
-    from its due time, that error clipped to a few jitters, so that one block
-    held up for milliseconds (the CPUs were busy, the device stalled) moves
-    the schedule by a little only, and the blocks that then come in a burst
-    are expected when they come. A commit more than four periods off
-    re-locks (the writer paused).
+    Blocks come on the device's schedule, which their samples' timestamps
+    tell: the next block is due when its samples will have been taken (the
+    newest sample's time plus the mean time a block spans) plus the usual
+    delay from a sample's time to its commit (transport, decoding, the
+    decorator). A block held up for milliseconds (the CPUs were busy, the
+    device stalled) does not shift that schedule, so the blocks that come in
+    a burst after it are expected when they come. Both means are clipped to
+    a few jitters per step, so one late block moves them a little only. A
+    commit much earlier than due re-locks the delay at once (expecting blocks
+    too late would make readers sleep through them); commits more than four
+    periods late re-lock it when two in a row are as late (the delay changed
+    for good, not a stall followed by a burst).
 
     Attributes
     ----------
     due : float
         When the next commit is expected, ns on ``time.monotonic_ns()``
         (0 until two commits were seen).
-    period, jitter : float
-        Mean time between commits and mean distance of commits from their
-        due time, ns.
+    period : float
+        Mean time a block spans, ns.
+    delay : float
+        Usual time from a block's newest sample to its commit, ns.
+    jitter : float
+        Mean distance of commits from their due time (clipped), ns.
     """
 
     def __init__(self) -> None:
         self.due = 0.0
         self.period = 0.0
+        self.delay = 0.0
         self.jitter = 0.0
-        self._last = 0
+        self._last_t: float | None = None
+        self._late: float | None = None
 
-    def commit(self, now: int) -> None:
-        """Count a commit at ``now`` (``time.monotonic_ns()``)."""
-        last, self._last = self._last, now
-        if not last:
+    def commit(self, now: int, newest: float) -> None:
+        """Count a commit at ``now`` (``time.monotonic_ns()``) of a block whose
+        newest sample was taken at ``newest`` (seconds on
+        :func:`ampkit.clock.local_clock`)."""
+        t = newest * 1e9
+        last_t, self._last_t = self._last_t, t
+        delay = now - t
+        if last_t is None:
+            self.delay = delay
             return
+        span = t - last_t
         if not self.period:
-            self.period = float(now - last)
-            self.due = now + self.period
-            return
-        error = now - self.due
-        if abs(error) > 4 * self.period:
-            self.due = now + self.period
-            return
-        bound = 4 * self.jitter + MARGIN
-        clipped = max(-bound, min(bound, error))
-        self.jitter += (abs(clipped) - self.jitter) / 8
-        self.period += clipped / 32
-        self.due += clipped / 4 + self.period
+            self.period = span
+        else:
+            self.period += (span - self.period) / 16
+            error = now - self.due
+            bound = 4 * self.jitter + MARGIN
+            if error > 4 * self.period:
+                # Far later than due: a stall (the next blocks come in a burst,
+                # each less late), or the delay changed for good (the next is
+                # as late): take it when two in a row say the same.
+                if self._late is not None and abs(delay - self._late) < bound:
+                    self.delay = delay
+                self._late = delay
+            elif error < -bound:
+                self.delay = delay  # much earlier: expecting blocks too late is worse
+                self._late = None
+            else:
+                self.jitter += (min(abs(error), bound) - self.jitter) / 8
+                self.delay += min(bound, delay - self.delay) / 8
+                self._late = None
+        self.due = t + self.period + self.delay
 
 
 class CommitWaiter:

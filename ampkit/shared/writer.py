@@ -259,7 +259,7 @@ class SharedWriter(Closing):
         if n > size:
             data, timestamps, first = data[n - size :], timestamps[n - size :], end - size
         self._put(first % size, data, timestamps)
-        self._rhythm()
+        self._rhythm(float(timestamps[-1]))
         fence()
         words[WRITTEN] = end
         self.n_written = end
@@ -285,13 +285,13 @@ class SharedWriter(Closing):
             self._data[size + a : size + e] = self._data[a:e]
             self._times[size + a : size + e] = self._times[a:e]
 
-    def _rhythm(self) -> None:
+    def _rhythm(self, newest: float) -> None:
         """Publish when this commit comes and when the next is due, for
         readers to time their waits: before the commit itself, so that a
         reader that sees a block also sees when the next one is due."""
         now = time.monotonic_ns()
         rhythm = self._rhythm_
-        rhythm.commit(now)
+        rhythm.commit(now, newest)
         words = self._words
         words[COMMIT_NS] = now
         if rhythm.due:

@@ -161,6 +161,14 @@ def test_update_starts_at_attach_and_counts_overrun(writer, shm_name, caplog):
     r.close()
 
 
+def test_update_copies_no_more_than_the_local_buffer_holds(writer, reader):
+    writer.write(*block(0, 150))  # the local buffer holds 100 (1 s)
+    reader.update()
+    assert (reader.n_new, reader.n_overrun) == (100, 50)
+    np.testing.assert_array_equal(reader.samples[:, 0], np.arange(50, 150))
+    np.testing.assert_array_equal(reader.unfold_buffer()[:, 1], np.arange(50, 150))
+
+
 def test_update_after_the_writer_stopped(writer, reader):
     writer.write(*block(0, 10))
     writer.close()
