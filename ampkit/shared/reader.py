@@ -567,7 +567,8 @@ class SharedReader(_Watcher):
         words = self._words
         with precise_sleeps():
             while True:
-                if sampleEnd <= words[WRITTEN]:
+                written = words[WRITTEN]
+                if sampleEnd <= written:
                     return self.get_data(sampleStart, sampleEnd)  # None if overwritten
                 self._check_writer()
                 now = time.monotonic_ns()
@@ -576,7 +577,7 @@ class SharedReader(_Watcher):
                 if sleep is not None:
                     time.sleep(sleep)
                 else:
-                    self._waiter.pause(now, deadline)
+                    self._waiter.pause(now, deadline, written)
 
     def poll(
         self, nSamples: int, timeout: float = 10.0, sleep: float | None = None  # noqa: N803

@@ -24,7 +24,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from ampkit.shared.segment import DUE_NS, JITTER_NS, PERIOD_NS
+from ampkit.shared.segment import DUE_NS, JITTER_NS, PERIOD_NS, WRITTEN, fence
 
 __all__ = ["CommitRhythm", "CommitWaiter", "precise_sleeps"]
 
@@ -163,8 +163,16 @@ class CommitWaiter:
         self.words = words
         self.oversleep = OVERSLEEP
 
-    def pause(self, now: int, deadline: int) -> None:
-        """Sleep (or yield) once; ``now`` and ``deadline`` in ``time.monotonic_ns()``."""
+    def pause(self, now: int, deadline: int, written: int) -> None:
+        """Sleep once, unless a block came after the caller looked.
+
+        Parameters
+        ----------
+        now, deadline : int
+            ``time.monotonic_ns()`` now, and when the caller stops waiting.
+        written : int
+            The ``written`` counter the caller found (too small).
+        """
         words = self.words
         left = deadline - now
         period = words[PERIOD_NS]
@@ -172,6 +180,12 @@ class CommitWaiter:
             time.sleep(min(UNKNOWN_NAP, left) / _NS)
             return
         due = words[DUE_NS]
+        # The writer stores the next due time after the commit: a due time
+        # read before ``written`` changed is this block's, not the next one's
+        # (sleeping till that would sleep through the block).
+        fence()
+        if words[WRITTEN] != written:
+            return
         jitter = words[JITTER_NS]
         lead = min(self.oversleep + 2 * jitter + MARGIN, period // 2)
         wake = due - lead

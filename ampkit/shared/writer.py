@@ -259,10 +259,11 @@ class SharedWriter(Closing):
         if n > size:
             data, timestamps, first = data[n - size :], timestamps[n - size :], end - size
         self._put(first % size, data, timestamps)
-        self._rhythm(float(timestamps[-1]))
         fence()
         words[WRITTEN] = end
         self.n_written = end
+        fence()
+        self._rhythm(float(timestamps[-1]))
 
     def _put(self, row: int, data: Any, timestamps: Any) -> None:
         size = self.n_rows
@@ -286,9 +287,10 @@ class SharedWriter(Closing):
             self._times[size + a : size + e] = self._times[a:e]
 
     def _rhythm(self, newest: float) -> None:
-        """Publish when this commit comes and when the next is due, for
-        readers to time their waits: before the commit itself, so that a
-        reader that sees a block also sees when the next one is due."""
+        """Publish when this commit came and when the next is due, for
+        readers to time their waits: after the commit, so that a reader that
+        finds the new due time finds the new block too (see
+        :meth:`ampkit.shared.waiting.CommitWaiter.pause`)."""
         now = time.monotonic_ns()
         rhythm = self._rhythm_
         rhythm.commit(now, newest)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from ampkit.shared import waiting
-from ampkit.shared.segment import DUE_NS, JITTER_NS, PERIOD_NS
+from ampkit.shared.segment import DUE_NS, JITTER_NS, PERIOD_NS, WRITTEN
 from ampkit.shared.waiting import CommitRhythm, CommitWaiter
 
 MS = 1_000_000
@@ -75,21 +75,28 @@ def test_sleeps_till_shortly_before_due(sleeps):
     words = [0] * 64  # the header's words, as a reader sees them
     words[PERIOD_NS], words[DUE_NS], words[JITTER_NS] = 10 * MS, now + 8 * MS, 50_000
     waiter = CommitWaiter(words)  # type: ignore[arg-type]
-    waiter.pause(now, now + 1000 * MS)
+    waiter.pause(now, now + 1000 * MS, 0)
     lead = waiting.OVERSLEEP + 2 * 50_000 + waiting.MARGIN
     assert sleeps == [pytest.approx((8 * MS - lead) / 1e9)]
     # about due: naps of 20 µs
-    waiter.pause(now + 8 * MS - 10_000, now + 1000 * MS)
+    waiter.pause(now + 8 * MS - 10_000, now + 1000 * MS, 0)
     assert sleeps[-1] == waiting.CLOSE_NAP / 1e9
     # long overdue: naps of period / 20
-    waiter.pause(now + 20 * MS, now + 1000 * MS)
+    waiter.pause(now + 20 * MS, now + 1000 * MS, 0)
     assert sleeps[-1] == pytest.approx(0.0005)
     # never past the caller's deadline
-    waiter.pause(now, now + 1 * MS)
+    waiter.pause(now, now + 1 * MS, 0)
     assert sleeps[-1] == pytest.approx(0.001)
+
+
+def test_no_sleep_when_a_block_came_after_the_caller_looked(sleeps):
+    words = [0] * 64
+    words[PERIOD_NS], words[DUE_NS], words[WRITTEN] = 10 * MS, 20 * MS, 7
+    CommitWaiter(words).pause(0, 1000 * MS, 6)  # type: ignore[arg-type]
+    assert sleeps == []  # the due time read may be the block after block 7's
 
 
 def test_unknown_rhythm_naps(sleeps):
     waiter = CommitWaiter([0] * 64)  # type: ignore[arg-type]
-    waiter.pause(0, 1000 * MS)
+    waiter.pause(0, 1000 * MS, 0)
     assert sleeps == [waiting.UNKNOWN_NAP / 1e9]
