@@ -5,9 +5,10 @@ Run from the project root::
     python benchmarks/bench_shared.py [--seconds 3] [--readers 1 4 8]
 
 A writer process runs a decorated amp (a benchmark driver that hands over one
-block every 10 ms, stamped so that its last sample's time is the moment the
-block enters the decorator) with ``start(share=...)`` -- or, in the same run,
-``start(lsl=...)``. N reader processes (1, 4, 8) read it:
+block every 10 ms, stamped on its schedule as a device clock would, and that
+writes the moment it hands the block to the decorator into channel 1) with
+``start(share=...)`` -- or, in the same run, ``start(lsl=...)``. N reader
+processes (1, 4, 8) read it:
 
 * shared memory: ``ampkit.attach`` and a loop of ``wait(i, i + 1)`` (the
   reader's default wait: asleep until shortly before the writer's next block
@@ -18,9 +19,11 @@ block enters the decorator) with ``start(share=...)`` -- or, in the same run,
 
 Figures, for 64 ch x 1 kHz and 256 ch x 25 kHz:
 
-* latency: when a reader has a block's last sample, minus that sample's
-  timestamp (= when the block entered the decorator), over every block every
-  reader saw (median, p99);
+* latency: when a reader has a block's last sample, minus when the block
+  entered the decorator (channel 1), over every block every reader saw
+  (median, p99); beside it, "in writer": the writer's own part, from the
+  block entering the decorator to ``get_data()`` returning (the decorator,
+  then the shared-memory commit or the LSL push);
 * CPU per reader: process CPU time (all threads, liblsl's included) per
   second of wall time, mean over the readers, in % of one core;
 * writer CPU: the writer process's CPU per second, for each N: shared memory
@@ -90,6 +93,7 @@ class BenchAmp(Amplifier):
         self.n = 0
         self.due = 0.0
         self.stamps = None
+        self.entered = 0.0
 
     def configure(self, **kwargs):
         pass
@@ -109,7 +113,8 @@ class BenchAmp(Amplifier):
         self.block[:, 0] = np.arange(self.n, self.n + self.rows)
         self.n += self.rows
         self.stamps = self.due + self.offsets
-        self.block[:, 1] = micros(local_clock())
+        self.entered = local_clock()
+        self.block[:, 1] = micros(self.entered)
         return self.block, []
 
     def get_timestamps(self):
@@ -134,18 +139,25 @@ def run_writer(a: argparse.Namespace) -> None:
     options = {"share": a.name, "share_seconds": 2.0} if a.mode == "shm" else {"lsl": a.name}
     amp.start(marker_port=None, **options)
     print("ready", flush=True)
-    cpu0 = cpu1 = None
+    a.t_start, a.t_end = map(float, sys.stdin.readline().split())
+    cpu0: tuple[float, float] | None = None
+    cpu1: tuple[float, float] | None = None
+    path: list[float] = []  # from a block entering the decorator to get_data() returning
     while True:
         amp.get_data()
         now = local_clock()
         if cpu0 is None and now >= a.t_start:
             cpu0 = (time.process_time(), now)
-        if now >= a.t_end:
+        elif cpu0 is not None and cpu1 is None:
+            path.append(now - amp.amp.entered)
+        if now >= a.t_end and cpu1 is None:
             cpu1 = (time.process_time(), now)
+        if now >= a.t_end + 0.5:  # readers stop at t_end; none waits for a block in vain
             break
     amp.stop()
     amp.close()
-    print(json.dumps({"cpu": (cpu1[0] - cpu0[0]) / (cpu1[1] - cpu0[1])}), flush=True)
+    print(json.dumps({"cpu": (cpu1[0] - cpu0[0]) / (cpu1[1] - cpu0[1]),
+                      "path": float(np.median(path))}), flush=True)
 
 
 def run_reader(a: argparse.Namespace) -> None:
@@ -158,6 +170,7 @@ def run_reader(a: argparse.Namespace) -> None:
 
         r = ampkit.attach(a.name, timeout=10)
         print("ready", flush=True)
+        a.t_start, a.t_end = map(float, sys.stdin.readline().split())
         i = r.last_sample
         while True:
             got = r.wait(i, i + 1, timeout=1.0)
@@ -185,6 +198,7 @@ def run_reader(a: argparse.Namespace) -> None:
         inlet = pylsl.StreamInlet(info, max_buflen=2)
         inlet.open_stream(10.0)
         print("ready", flush=True)
+        a.t_start, a.t_end = map(float, sys.stdin.readline().split())
         buf = np.empty((PULL, n_ch), dtype=np.float32)
         while True:
             _, ts = inlet.pull_chunk(timeout=1.0, max_samples=PULL, dest_obj=buf,
@@ -207,8 +221,8 @@ def run_reader(a: argparse.Namespace) -> None:
 # -- the run --------------------------------------------------------------------
 
 def child(*args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, __file__, *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen([sys.executable, __file__, *args], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def ready(proc: subprocess.Popen) -> None:
@@ -226,24 +240,23 @@ def result(proc: subprocess.Popen) -> dict:
 
 def measure(config: str, mode: str, n_readers: int, seconds: float) -> dict:
     name = f"bench-{uuid.uuid4().hex[:8]}"
-    # Everybody measures over the same span of the shared clock, once all are up.
-    t_start = local_clock() + 3.0 + 0.25 * n_readers
-    t_end = t_start + seconds
-    common = ["--config", config, "--mode", mode, "--name", name,
-              "--t-start", repr(t_start), "--t-end", repr(t_end)]
+    common = ["--config", config, "--mode", mode, "--name", name]
     writer = child("writer", *common)
     ready(writer)
     readers = [child("reader", *common) for _ in range(n_readers)]
     for r in readers:
         ready(r)
-    if local_clock() > t_start:
-        raise RuntimeError("the processes took too long to start; run again")
+    # Everybody measures over the same span of the shared clock, once all are up.
+    t_start = local_clock() + 1.0
+    for proc in (writer, *readers):
+        proc.stdin.write(f"{t_start!r} {t_start + seconds!r}\n")  # type: ignore[union-attr]
+        proc.stdin.flush()  # type: ignore[union-attr]
     outs = [result(r) for r in readers]
     w = result(writer)
     lat = np.array([x for o in outs for x in o["latencies"]]) * 1e3
     return {"median_ms": float(np.median(lat)), "p99_ms": float(np.percentile(lat, 99)),
             "blocks": len(lat), "cpu_reader": float(np.mean([o["cpu"] for o in outs])) * 100,
-            "cpu_writer": w["cpu"] * 100}
+            "cpu_writer": w["cpu"] * 100, "path_ms": w["path"] * 1e3}
 
 
 def main() -> None:
@@ -254,8 +267,6 @@ def main() -> None:
     parser.add_argument("--config", choices=list(CONFIGS))
     parser.add_argument("--mode", choices=["shm", "lsl"])
     parser.add_argument("--name")
-    parser.add_argument("--t-start", type=float)
-    parser.add_argument("--t-end", type=float)
     a = parser.parse_args()
     if a.role == "writer":
         return run_writer(a)
@@ -263,9 +274,9 @@ def main() -> None:
         return run_reader(a)
 
     print(f"blocks every {BLOCK_S * 1e3:g} ms; {a.seconds:g} s measured per case; "
-          f"{os.cpu_count()} CPUs\n")
+          f"{os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.2f} at the start\n")
     header = (f"{'case':<12} {'N':>2} {'via':<4} {'median ms':>9} {'p99 ms':>8} "
-              f"{'blocks':>7} {'CPU/reader %':>12} {'writer CPU %':>12}")
+              f"{'blocks':>7} {'CPU/reader %':>12} {'writer CPU %':>12} {'in writer ms':>12}")
     verdicts = []
     for config in CONFIGS:
         print(header)
@@ -276,7 +287,8 @@ def main() -> None:
                 got[mode] = m = measure(config, mode, n, a.seconds)
                 writer_cpu[mode].append(m["cpu_writer"])
                 print(f"{config:<12} {n:>2} {mode:<4} {m['median_ms']:9.3f} {m['p99_ms']:8.3f} "
-                      f"{m['blocks']:7d} {m['cpu_reader']:12.2f} {m['cpu_writer']:12.2f}",
+                      f"{m['blocks']:7d} {m['cpu_reader']:12.2f} {m['cpu_writer']:12.2f} "
+                      f"{m['path_ms']:12.3f}",
                       flush=True)
             s, lsl = got["shm"], got["lsl"]
             lat_ratio = s["median_ms"] / lsl["median_ms"]
@@ -293,6 +305,7 @@ def main() -> None:
                             + f" (max/min {max(cpus) / min(cpus):.2f})")
         print()
     print("\n".join(verdicts))
+    print(f"\nload average {os.getloadavg()[0]:.2f} at the end")
 
 
 if __name__ == "__main__":

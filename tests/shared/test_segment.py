@@ -7,6 +7,8 @@ import logging
 import os
 import signal
 import stat
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -199,6 +201,17 @@ def test_a_stopped_mark_without_removal_is_stale(shm_name):
         assert w2.segment.words[WRITTEN] == w2.segment.words[CLAIMED] == 0
     w._closed = True
     w.segment.close()
+
+
+def test_a_shared_memory_reader_would_remove_the_segment_at_exit(shm_name):
+    """The failure the test below guards against: a process that attaches with
+    multiprocessing.shared_memory removes the writer's segment when it exits."""
+    w = SharedWriter(shm_name, ["a"], 100.0)
+    code = ("from multiprocessing import shared_memory; "
+            f"s = shared_memory.SharedMemory({segment_path(shm_name).name!r}); s.close()")
+    subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60)
+    assert not segment_path(shm_name).exists()
+    w.close()  # logs that someone else removed it
 
 
 def test_reader_exit_keeps_the_writers_segment(shm_name, spawn):
