@@ -234,6 +234,12 @@ class AmpDecorator(Amplifier):
                 LSL content type of the data stream. Default ``'EEG'``.
             lsl_source_id : str
                 LSL source id. Default ``'ampkit:<hostname>:<name>'``.
+            share : str
+                Share the amp's data and markers with the other processes of
+                this computer through shared memory under this name
+                (:mod:`ampkit.shared`; readers: :func:`ampkit.attach`).
+            share_seconds : float
+                Seconds the shared ring holds. Default 10.
             marker_host : str
                 Interface the TCP and UDP marker servers listen on
                 (:mod:`ampkit.markers`). Default ``'127.0.0.1'``: this

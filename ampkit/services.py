@@ -26,6 +26,7 @@ from ampkit.io.recorder import Recorder
 from ampkit.lsl import LSLPublisher
 from ampkit.markers import MarkerServers
 from ampkit.plugins import entry_points_of, load_plugin, warn_once
+from ampkit.shared.service import SharedService
 
 __all__ = ["ENTRY_POINT_GROUP", "BUILTIN", "service_types", "plan_services", "open_all",
            "close_all"]
@@ -39,6 +40,7 @@ ENTRY_POINT_GROUP = "ampkit.services"
 BUILTIN: dict[str, ServiceType] = {
     "markers": MarkerServers,
     "lsl": LSLPublisher,
+    "share": SharedService,
     "recording": Recorder,
 }
 

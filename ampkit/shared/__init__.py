@@ -56,6 +56,7 @@ left, then get :class:`~ampkit.errors.StreamEndedError`) and removes it.
 """
 
 from ampkit.shared.reader import SharedReader, attach
-from ampkit.shared.writer import SharedWriter, writer_from_options
+from ampkit.shared.service import SharedService
+from ampkit.shared.writer import SharedWriter
 
-__all__ = ["attach", "SharedReader", "SharedWriter", "writer_from_options"]
+__all__ = ["attach", "SharedReader", "SharedService", "SharedWriter"]

@@ -1,8 +1,8 @@
-"""The writing side of a shared stream: every block into the shared-memory ring.
+"""The writing side of a shared stream: blocks into the shared-memory ring.
 
-:class:`SharedWriter` is a service of the decorated amp (``amp.start(share="eeg")``)
-and can be used alone: ``write(data, timestamps, markers)`` from any program
-that produces samples.
+:class:`SharedWriter` writes from any program that produces samples
+(``write(data, timestamps, markers)``); a decorated amp runs one as its
+``share`` service (:mod:`ampkit.shared.service`).
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ from ampkit.shared.segment import (
 from ampkit.shared.waiting import CommitRhythm
 from ampkit.worker import Closing, Worker
 
-__all__ = ["SharedWriter", "writer_from_options", "DEFAULT_SECONDS", "DEFAULT_MARKERS"]
+__all__ = ["SharedWriter", "check_seconds", "DEFAULT_SECONDS", "DEFAULT_MARKERS"]
 
 logger = logging.getLogger("ampkit")
 
@@ -57,7 +57,8 @@ VIEW_SECONDS = 1.0
 _MAX_ROWS = 2**40
 
 
-def _check_seconds(seconds: object) -> float:
+def check_seconds(seconds: object) -> float:
+    """``share_seconds`` as a float, or ConfigurationError."""
     if (
         isinstance(seconds, bool)
         or not isinstance(seconds, numbers.Real)
@@ -141,7 +142,7 @@ class SharedWriter(Closing):
                 f"shared stream {name!r}: the sampling rate must be a positive finite "
                 f"number, got {fs!r}"
             )
-        seconds = _check_seconds(seconds)
+        seconds = check_seconds(seconds)
         units = ["µV"] * len(channels) if units is None else [str(u) for u in units]
         if len(units) != len(channels):
             raise ConfigurationError(
@@ -181,15 +182,6 @@ class SharedWriter(Closing):
             "sharing %r in %s: %d channels at %g Hz, %g s (%.1f MB)",
             name, self.segment.path, len(channels), fs, seconds,
             self.segment.header.total_size / 1e6,
-        )
-
-    @classmethod
-    def for_amp(cls, amp: Any, name: str, seconds: float = DEFAULT_SECONDS) -> SharedWriter:
-        """A writer for a decorated amp's channels, units and rate (call after
-        the driver started: some learn them from the device)."""
-        return cls(
-            name, amp.get_channels(), float(amp.get_sampling_frequency()), seconds=seconds,
-            units=amp.get_units(), source=str(getattr(amp, "name", type(amp).__name__)),
         )
 
     def __repr__(self) -> str:
@@ -355,14 +347,6 @@ class SharedWriter(Closing):
             return self._times[a:b]
         return np.concatenate((self._times[a:size], self._times[:b]))
 
-    def on_block(self, block: Any) -> None:
-        """Write a :class:`ampkit.decorator.Block` (the service hook)."""
-        self.write(block.data, block.timestamps, block.markers)
-
-    def status(self) -> dict[str, Any]:
-        """``{'share': name}`` for progress displays."""
-        return {"share": self.name}
-
     def close(self) -> None:
         """Mark the stream stopped, stop the heartbeat, remove the segment.
 
@@ -386,35 +370,3 @@ class SharedWriter(Closing):
                 del self._words, self._data, self._times, self._slots
                 self.segment.close()
             logger.info("shared stream %r closed after %d samples", self.name, self.n_written)
-
-
-def writer_from_options(amp: Any, options: dict[str, Any]) -> SharedWriter | None:
-    """Pop the ``share`` options of ``AmpDecorator.start()`` and open the writer.
-
-    Parameters
-    ----------
-    amp : AmpDecorator
-        The amp to share (started: its channels and rate are known).
-    options : dict
-        ``start()``'s keyword options; ``share`` (the stream's name; None or
-        False: none) and ``share_seconds`` are removed from it.
-
-    Returns
-    -------
-    SharedWriter or None
-
-    Raises
-    ------
-    ampkit.errors.ConfigurationError
-        A bad value, or ``share_seconds`` without ``share``.
-    """
-    name = options.pop("share", None)
-    has_seconds = "share_seconds" in options
-    seconds = options.pop("share_seconds", DEFAULT_SECONDS)
-    if name is None or name is False:
-        if has_seconds:
-            raise ConfigurationError("share_seconds given without share='<stream name>'")
-        return None
-    if not isinstance(name, str):
-        raise ConfigurationError(f"share must be a stream name (a string), got {name!r}")
-    return SharedWriter.for_amp(amp, name, _check_seconds(seconds))

@@ -10,9 +10,9 @@ from conftest import leftovers
 
 import ampkit
 from ampkit.clock import local_clock
-from ampkit.errors import ConfigurationError, StateError, StreamEndedError
-from ampkit.shared import SharedWriter, writer_from_options
-from ampkit.shared.segment import CLAIMED, DUE_NS, JITTER_NS, PERIOD_NS, WRITTEN, segment_path
+from ampkit.errors import ConfigurationError, StateError
+from ampkit.shared import SharedWriter
+from ampkit.shared.segment import CLAIMED, DUE_NS, JITTER_NS, PERIOD_NS, WRITTEN
 
 
 def block(first: int, n: int, n_ch: int = 3) -> tuple[np.ndarray, np.ndarray]:
@@ -57,7 +57,6 @@ def test_metadata_reaches_readers(pair):
     assert r.units == ["µV", "mV", "V"]
     assert (r.fs, r.source, r.data_dtype) == (100.0, "test-amp", "float32")
     assert (r.buffer_size, r.buffer_window) == (200, 100)
-    assert w.status() == {"share": w.name}
 
 
 def test_markers_get_the_index_of_their_sample(pair):
@@ -135,61 +134,6 @@ def test_the_writer_publishes_when_its_next_block_is_due(pair):
     due = words[DUE_NS] / 1e9
     assert times[-1] + 0.005 <= due < times[-1] + 0.05  # after the next block's samples
     assert words[JITTER_NS] < words[PERIOD_NS]
-
-
-def test_writer_from_options():
-    assert writer_from_options(None, {}) is None
-    assert writer_from_options(None, {"share": None}) is None
-    with pytest.raises(ConfigurationError, match="share_seconds given without share"):
-        writer_from_options(None, {"share_seconds": 3})
-    with pytest.raises(ConfigurationError, match="share must be a stream name"):
-        writer_from_options(None, {"share": True})
-    with pytest.raises(ConfigurationError, match="share_seconds must be"):
-        writer_from_options(None, {"share": "x", "share_seconds": 0})
-
-
-def test_amp_start_share(shm_name):
-    amp = ampkit.get_amp("random", fs=500, channels=4)
-    amp.start(share=shm_name, share_seconds=3)
-    try:
-        r = ampkit.attach(shm_name, timeout=0)
-        assert r.channel_names == amp.get_channels() and r.fs == 500.0
-        assert r.buffer_size == 1500 and r.source == amp.name
-        got = []
-        while sum(len(b) for b in got) < 100:
-            got.append(amp.get_block())
-        amp.add_marker("go")
-        while not amp.n_markers:
-            got.append(amp.get_block())
-        assert amp.status()["share"] == shm_name
-        n = amp.n_samples
-        data = np.concatenate([b.data for b in got])
-        np.testing.assert_array_equal(r.get_data(0, n), data)
-        np.testing.assert_array_equal(r.get_timestamps(0, n),
-                                      np.concatenate([b.timestamps for b in got]))
-        [(index, t, text)] = r.get_markers_in(0, n)
-        assert text == "go" and t == got[-1].markers[0][0]
-        assert index == got[-1].index + got[-1].marker_samples()[0][0]
-    finally:
-        amp.stop()
-    assert not segment_path(shm_name).exists()
-    r.update()  # what was written is still there after the writer stopped
-    assert r.n_new == n and r.get_markers() == got[-1].markers
-    with pytest.raises(StreamEndedError, match=f"stopped after {n} samples"):
-        r.update()
-    amp.close()
-
-
-def test_a_failed_start_leaves_no_segment(shm_name):
-    amp = ampkit.get_amp("random", fs=500, channels=4)
-    with pytest.raises(ConfigurationError, match="unknown start\\(\\) options"):
-        amp.start(share=shm_name, no_such_option=1)
-    assert leftovers(shm_name) == [] and not amp.running
-    with ampkit.shared.SharedWriter(shm_name, ["x"], 10.0):
-        with pytest.raises(ConfigurationError, match="in use by process"):
-            amp.start(share=shm_name)
-    assert not amp.running
-    amp.close()
 
 
 def test_written_counter_never_passes_claimed(pair):
