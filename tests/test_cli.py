@@ -1,6 +1,7 @@
 """The ``ampkit`` command: parsing, user errors (one line, exit 2), and the
 commands that start an amp, run as the user runs them (a subprocess)."""
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -180,6 +181,26 @@ def test_duration_ends_when_samples_stop_coming(tmp_path):
     assert ampkit.io.read(tmp_path / "out.xdf").n_samples == 100
 
 
+@contextlib.contextmanager
+def running(args, **env):
+    """``args`` in a process (stdout and stderr piped); killed if still running after."""
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, **env})
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def stop_cleanly(proc):
+    """SIGTERM ends a run cleanly; wait for it and return its stderr."""
+    proc.terminate()
+    _, err = proc.communicate(timeout=60)
+    return err
+
+
 def announced_port(proc):
     """The marker port from the line the command prints on stdout first."""
     line = proc.stdout.readline()
@@ -197,19 +218,12 @@ def test_marker_port_0_is_printed_and_reaches_the_amp(command, tmp_path):
         args += ["-o", str(tmp_path / "m.xdf")]
     else:
         args += ["--name", f"ampkit-cli-{os.getpid()}-{time.monotonic_ns()}"]
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "AMPKIT_MARKER_PORT": "12344"})
-    try:
+    with running(args, AMPKIT_MARKER_PORT="12344") as proc:
         port = announced_port(proc)
         assert port not in (0, 12344)  # --marker-port wins over the environment
         send_marker("hello from the test", "127.0.0.1", port)
         time.sleep(0.3)
-        proc.terminate()  # SIGTERM ends the run cleanly
-        _, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        err = stop_cleanly(proc)
     assert proc.returncode == 0, err
     last = err.strip().splitlines()[-1]
     assert "1 markers" in last, last
@@ -255,17 +269,11 @@ def test_share_reaches_other_processes(command):
             "channels=3", "--share", name, "--share-seconds", "4", "-d", "30"]
     if command == "stream":
         args += ["--name", name]
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
+    with running(args) as proc:
         reader = ampkit.attach(name, timeout=20)
         assert reader.buffer_size == 2000 and reader.channel_names == ["Ch_0", "Ch_1", "Ch_2"]
         assert reader.wait(0, 250, timeout=20).shape == (250, 3)
-        proc.terminate()  # SIGTERM ends the run cleanly: the segment goes
-        _, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        err = stop_cleanly(proc)  # the segment goes
     assert proc.returncode == 0, err
     assert f"share {name}" in err.strip().splitlines()[-1]  # in the progress line
     with pytest.raises(ampkit.errors.StreamEndedError):

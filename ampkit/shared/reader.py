@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from ampkit.buffer import RingBuffer, _Watcher
+from ampkit.buffer import AmpWatcher, RingBuffer, _Watcher
 from ampkit.checks import check_positive_int
 from ampkit.errors import (
     AmpNotAvailableError,
@@ -385,25 +385,9 @@ class SharedReader(_Watcher):
             return self._slots[i:j].copy()
         return np.concatenate((self._slots[i:], self._slots[: j - n_slots]))
 
-    def get_markers(self, since: float | None = None) -> list[tuple[float, str]]:
-        """The markers in the local marker buffer, oldest first.
-
-        Parameters
-        ----------
-        since : float, optional
-            Only markers at or after this time (seconds on
-            :func:`ampkit.clock.local_clock`).
-
-        Returns
-        -------
-        list of (float, str)
-            ``(time_s, text)``.
-        """
-        mb = self.marker_buffer
-        n = mb.n_filled
-        times = mb.get_last_t(n).tolist()
-        texts = mb.get_last(n)[:, 0].tolist()
-        return [(t, s) for t, s in zip(times, texts, strict=True) if since is None or t >= since]
+    #: The markers in the local marker buffer, oldest first: ``get_markers(since=None)``
+    #: returns ``(time_s, text)`` pairs (see :meth:`ampkit.buffer.AmpWatcher.get_markers`).
+    get_markers = AmpWatcher.get_markers
 
     def connect_to_stream(self, identifier: Any = None, timeout: float = 5.0) -> None:
         """Attach again, to the stream ``identifier`` (a name) or the same name:
