@@ -20,7 +20,7 @@ from ampkit.buffer import AmpWatcher, RingBuffer, StreamWatcher
 from ampkit.clock import local_clock
 from ampkit.decorator import AmpDecorator
 from ampkit.registry import get_amp, get_available_amps
-from ampkit.shared import attach
+from ampkit.shared.reader import attach
 
 __version__ = "0.1.0"
 

@@ -39,6 +39,7 @@ LAYERS: list[tuple[str, list[str]]] = [
     ]),
     ("applications", [
         "ampkit.registry", "ampkit.buffer", "ampkit.serve", "ampkit.logging", "ampkit.plot",
+        "ampkit.shared.reader",
     ]),
     ("public API and command line", [
         "ampkit", "ampkit.cli",

@@ -53,10 +53,15 @@ start time from the header, in /proc): gone or a zombie means
 :class:`~ampkit.errors.ConnectionLostError`; alive but silent for 5 s means
 lost too. A writer that stops marks the segment stopped (readers read what is
 left, then get :class:`~ampkit.errors.StreamEndedError`) and removes it.
+
+
+The reader (:mod:`ampkit.shared.reader`) is built on :mod:`ampkit.buffer`, a
+layer above the writer's (which the decorator's services use), so this
+package exports the writing side only; ``ampkit.attach`` is the reader's
+entry point.
 """
 
-from ampkit.shared.reader import SharedReader, attach
 from ampkit.shared.service import SharedService
 from ampkit.shared.writer import SharedWriter
 
-__all__ = ["attach", "SharedReader", "SharedService", "SharedWriter"]
+__all__ = ["SharedService", "SharedWriter"]

@@ -17,7 +17,8 @@ from shared_procs import check_rows, hammer_rows
 
 import ampkit
 from ampkit.errors import ConfigurationError, ConnectionLostError, StateError, StreamEndedError
-from ampkit.shared import SharedReader, SharedWriter
+from ampkit.shared import SharedWriter
+from ampkit.shared.reader import SharedReader, attach
 from ampkit.shared.segment import segment_path
 
 
@@ -351,6 +352,6 @@ def test_hammer_rows_checksum():
 
 
 def test_reader_type():
-    assert ampkit.attach is ampkit.shared.attach
+    assert ampkit.attach is attach
     assert issubclass(SharedReader, ampkit.buffer._Watcher)
     assert Path(segment_path("x")).name == "ampkit-x"
