@@ -140,6 +140,7 @@ def run_writer(a: argparse.Namespace) -> None:
     amp.start(marker_port=None, **options)
     print("ready", flush=True)
     a.t_start, a.t_end = map(float, sys.stdin.readline().split())
+    amp.amp.due = local_clock()  # the schedule starts now, not with a burst to catch up
     cpu0: tuple[float, float] | None = None
     cpu1: tuple[float, float] | None = None
     path: list[float] = []  # from a block entering the decorator to get_data() returning
@@ -177,7 +178,8 @@ def run_reader(a: argparse.Namespace) -> None:
             seen = local_clock()
             if seen >= a.t_end:
                 break
-            if got is None:
+            if got is None:  # overwritten before this reader looked (or the wait timed out)
+                i = max(i, r.last_sample - 1)
                 continue
             last = r.last_sample
             data = r.get_data(i, last, copy=True)
@@ -214,7 +216,8 @@ def run_reader(a: argparse.Namespace) -> None:
                 ends = np.flatnonzero((buf[: len(ts), 0].astype(np.int64) + 1) % rows == 0)
                 latencies.extend(latency(seen, buf[ends, 1]).tolist())
         inlet.close_stream()
-    cpu = (time.process_time() - cpu0[0]) / (local_clock() - cpu0[1])
+    # None: no block came in the whole span (the writer starved)
+    cpu = None if cpu0 is None else (time.process_time() - cpu0[0]) / (local_clock() - cpu0[1])
     print(json.dumps({"cpu": cpu, "latencies": latencies}), flush=True)
 
 
@@ -253,9 +256,10 @@ def measure(config: str, mode: str, n_readers: int, seconds: float) -> dict:
         proc.stdin.flush()  # type: ignore[union-attr]
     outs = [result(r) for r in readers]
     w = result(writer)
-    lat = np.array([x for o in outs for x in o["latencies"]]) * 1e3
+    lat = np.array([x for o in outs for x in o["latencies"]] or [np.nan]) * 1e3
+    cpus = [o["cpu"] for o in outs if o["cpu"] is not None] or [np.nan]
     return {"median_ms": float(np.median(lat)), "p99_ms": float(np.percentile(lat, 99)),
-            "blocks": len(lat), "cpu_reader": float(np.mean([o["cpu"] for o in outs])) * 100,
+            "blocks": int(np.isfinite(lat).sum()), "cpu_reader": float(np.mean(cpus)) * 100,
             "cpu_writer": w["cpu"] * 100, "path_ms": w["path"] * 1e3}
 
 

@@ -56,12 +56,16 @@ _NS = 1_000_000_000
 
 
 def _check_timeout(name: str, value: object) -> float:
+    if type(value) is float and value >= 0:  # the common case, without the ABC check
+        return value
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value >= 0:
         raise ConfigurationError(f"{name} must be a number of seconds >= 0, got {value!r}")
     return float(value)
 
 
 def _check_index(name: str, value: object) -> int:
+    if type(value) is int:  # the common case, without the ABC check
+        return value
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise ConfigurationError(f"{name} must be an integer sample index, got {value!r}")
     return int(value)

@@ -32,7 +32,7 @@ _NS = 1_000_000_000
 #: Extra lead (ns) on top of jitter and oversleep.
 MARGIN = 20_000
 #: Nap (ns) while looking closely around the due time.
-CLOSE_NAP = 20_000
+CLOSE_NAP = 40_000
 #: Look closely until this long (ns, plus twice the jitter) after a block was due.
 LATE = 100_000
 #: Naps (ns) while a block is overdue (the writer waits for its device, or paused).
@@ -187,7 +187,7 @@ class CommitWaiter:
         if words[WRITTEN] != written:
             return
         jitter = words[JITTER_NS]
-        lead = min(self.oversleep + 2 * jitter + MARGIN, period // 2)
+        lead = min(self.oversleep + jitter + MARGIN, period // 2)
         wake = due - lead
         if now < wake:
             if wake - now > min(left, MAX_SLEEP):
