@@ -399,16 +399,39 @@ def _check_platform() -> None:
         )
 
 
-def _sweep(name: str) -> None:
-    """Remove temporary files of writers of ``name`` that died while building one."""
-    for tmp in SHM_DIR.glob(f"{PREFIX}{name}~*"):
-        try:
-            pid = int(tmp.name.rsplit("~", 1)[1])
-        except ValueError:
+def _sweep() -> None:
+    """Remove what writers that died left behind, whatever its name: segments
+    whose writer is gone and temporary files of writers that died while
+    building one. A stream whose
+    writer crashed is otherwise only reclaimed by the next writer of the same
+    name, which may never come."""
+    for path in SHM_DIR.glob(f"{PREFIX}*"):
+        stem = path.name[len(PREFIX):]
+        if "~" in stem:  # a temporary: NAME~PID
+            pid = stem.rsplit("~", 1)[1]
+            if pid.isdigit() and _proc_stat(int(pid)) is None:
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
             continue
-        if _proc_stat(pid) is None:
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
+        try:
+            old = open_segment(stem)
+        except (OSError, ConfigurationError, ProtocolError):
+            continue  # gone meanwhile, not ours, not readable: leave it
+        try:
+            # Its writer's process is gone (one that is closing it is not),
+            # or cannot be seen and has not beaten for STALE_AFTER.
+            gone = not old.writer_alive() and not (
+                old.words[STATE] == RUNNING and old.heartbeat_age() < STALE_AFTER
+            )
+            if gone:
+                logger.warning(
+                    "removed the shared stream %r left by process %d, which is gone",
+                    stem, old.header.pid,
+                )
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+        finally:
+            old.close()
 
 
 def _reclaim(path: Path, name: str) -> None:
@@ -484,8 +507,8 @@ def create_segment(
     path = segment_path(name)
     tmp = SHM_DIR / f"{PREFIX}{name}~{os.getpid()}"
     with _creation_lock():
-        _sweep(name)
         _reclaim(path, name)
+        _sweep()
         fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
         mm = None
         try:

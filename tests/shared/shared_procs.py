@@ -83,7 +83,9 @@ def hammer(args: argparse.Namespace) -> None:
 
 
 def paced(args: argparse.Namespace) -> None:
-    """A bare writer: one 10-row block every 10 ms, until killed."""
+    """A bare writer: one 10-row block every 10 ms, until killed (SIGTERM: it
+    closes the stream)."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     with SharedWriter(args.name, ["a", "b"], 1000.0, seconds=args.seconds) as w:
         print("ready", flush=True)
         while True:

@@ -33,6 +33,8 @@ from ampkit.shared.segment import (
     STOPPED,
     WRITTEN,
     Header,
+    _creation_lock,
+    _sweep,
     check_name,
     open_segment,
     segment_path,
@@ -130,6 +132,37 @@ def test_stale_segment_while_its_killer_has_not_reaped_it(shm_name, spawn):
     writer.wait()
 
 
+def test_a_crashed_writers_segment_is_swept_by_any_new_writer(shm_name, spawn, caplog):
+    other = f"{shm_name}-other"
+    writer = spawn("paced", other, wait_ready=True)
+    writer.kill()
+    writer.wait()
+    # Holding the lock writers take to create (and sweep), so that no writer
+    # of another test run on this machine sweeps it first.
+    with _creation_lock(), caplog.at_level(logging.WARNING, logger="ampkit"):
+        time.sleep(STALE_AFTER)
+        assert segment_path(other).exists()  # nobody will reuse its name...
+        _sweep()  # ...but the next writer of any name removes it
+        assert not segment_path(other).exists()
+    assert f"{other!r} left by process {writer.pid}" in caplog.text
+    with SharedWriter(shm_name, ["a"], 10.0):
+        assert leftovers(shm_name) == [segment_path(shm_name).name]
+
+
+def test_the_sweep_leaves_live_foreign_and_closing_segments(shm_name, spawn):
+    live = spawn("paced", f"{shm_name}-live", wait_ready=True)
+    _foreign(f"{shm_name}-foreign", b"\x02" * 8192)
+    closing = SharedWriter(f"{shm_name}-closing", ["a"], 10.0)
+    closing._words[STATE] = STOPPED  # between marking and removing, still alive
+    with SharedWriter(shm_name, ["a"], 10.0):
+        for name in ("live", "foreign", "closing"):
+            assert segment_path(f"{shm_name}-{name}").exists(), name
+    closing.close()
+    live.terminate()
+    live.wait()
+    segment_path(f"{shm_name}-foreign").unlink()
+
+
 def test_temporary_of_a_dead_writer_is_swept(shm_name):
     tmp = SHM_DIR / f"ampkit-{shm_name}~999999999"  # no such pid
     tmp.write_bytes(b"half-built")
@@ -186,9 +219,10 @@ def test_attach_waits_then_names_what_it_found(shm_name, spawn):
     writer = spawn("paced", shm_name, wait_ready=True)
     writer.kill()
     writer.wait()
-    time.sleep(STALE_AFTER)  # till then its heartbeat is as fresh as a live writer's
-    with pytest.raises(AmpNotAvailableError, match=f"process {writer.pid}, which is gone"):
-        ampkit.attach(shm_name, timeout=0.1)
+    with _creation_lock():  # no writer of another test run sweeps it meanwhile
+        time.sleep(STALE_AFTER)  # till then its heartbeat is as fresh as a live writer's
+        with pytest.raises(AmpNotAvailableError, match=f"process {writer.pid}, which is gone"):
+            ampkit.attach(shm_name, timeout=0.1)
     SharedWriter(shm_name, ["a"], 10.0).close()  # reclaims and removes
 
 
