@@ -604,8 +604,9 @@ def read_bdf(path: os.PathLike | str, stim_channel: str | list[str] | None = "au
     n_samples = len(data)
     equipment = text(88, 168).split(" ")
     for item in equipment[5:]:
-        if item.startswith(_SAMPLES_TAG) and item[len(_SAMPLES_TAG):].isdigit():
-            n_samples = min(n_samples, int(item[len(_SAMPLES_TAG):]))  # without the padding
+        count = item[len(_SAMPLES_TAG):]
+        if item.startswith(_SAMPLES_TAG) and count.isascii() and count.isdigit():
+            n_samples = min(n_samples, int(count))  # without the padding
     data = data[:n_samples]
 
     placed: list[tuple[float, float, str]] = []

@@ -150,6 +150,18 @@ def _valid_bdf(tmp_path_factory):
     return path.read_bytes()
 
 
+def test_a_sample_count_with_a_superscript_digit_is_ignored(tmp_path_factory):
+    # '¹' (byte 0xB9 in the header's Latin-1) is a digit to str.isdigit()
+    # but not to int(): the reader raised a raw ValueError (found by the fuzz below).
+    raw = bytearray(_valid_bdf(tmp_path_factory))
+    at = raw.index(b"ampkit_samples=") + len(b"ampkit_samples=")
+    raw[at] = 0xB9
+    path = tmp_path_factory.mktemp("bdfsup") / "s.bdf"
+    path.write_bytes(bytes(raw))
+    rec = read_bdf(path)  # the count is ignored: every record's samples
+    assert rec.data.ndim == 2 and rec.n_samples > 0
+
+
 @settings(max_examples=200, deadline=None)
 @given(
     st.data(),
