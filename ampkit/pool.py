@@ -63,6 +63,7 @@ class BufferPool:
         refcount = self._refcount
         buffers = self._buffers
         most = 2 * n if self._classes else math.inf  # largest buffer handed out for n
+        i = 0
         if refcount is not None and buffers:
             # Buffers are handed out round the list and mostly come back in
             # that order (consumers read oldest first): the oldest one, where
@@ -83,8 +84,9 @@ class BufferPool:
             buf = np.empty(n + n // 8 + 4096, np.uint8)
         if refcount is not None and len(buf) <= self._room:
             self._room -= len(buf)
-            # The newest in the round: just before the oldest, where looks start.
-            i = self._next % len(buffers) if buffers else 0
+            # The newest in the round, after those just looked at (all busy):
+            # the next look goes on with the ones after them, so buffers a
+            # consumer keeps for good do not stop the rest from being reused.
             buffers.insert(i, buf)
             self._next = i + 1
         return buf[:n]

@@ -41,7 +41,6 @@ from typing import NamedTuple
 import numpy as np
 
 from ampkit.errors import ConfigurationError, ProtocolError
-from ampkit.pool import BufferPool
 
 __all__ = [
     "GUID",
@@ -242,11 +241,11 @@ class RDAParser:
     returns those messages and keeps the error in :attr:`error` for the next
     call, so no valid message is lost to a later fault.
 
-    Each message body is collected in a buffer of its own, allocated once
-    its header (and so its size) is known; the sample arrays of data messages
-    are views of that buffer, not copies. A transport can also receive
-    straight into it (the pattern of :class:`asyncio.BufferedProtocol`):
-    ``sock.recv_into(parser.get_buffer())`` then ``parser.buffer_updated(n)``.
+    A message body that comes whole in one chunk is parsed where it lies:
+    the samples of a data message are then a view of the chunk (writable if
+    the chunk is), not a copy, so a reader that gives each message a buffer
+    of its own (see :attr:`missing` and :attr:`read_ahead`) copies nothing.
+    A body split over several chunks is gathered into memory of its own.
 
     Parameters
     ----------
@@ -277,13 +276,11 @@ class RDAParser:
         self.source = source
         self.start: StartMessage | None = None
         self.offset = 0
-        self._head = bytearray(HEADER_SIZE)
-        self._head_fill = 0
-        self._body: np.ndarray | None = None  # uint8, set while a body is being received
-        self._room = self._body  # the body's buffer, HEADER_SIZE bytes longer
-        self._body_fill = 0
+        self._head = bytearray()  # the header being received
+        self._size = -1  # body size of the message being received; -1: in its header
         self._type = 0
-        self._pool = BufferPool()
+        self._body: np.ndarray | None = None  # a body gathered from several chunks
+        self._body_fill = 0
         self._error: ProtocolError | None = None
 
     @property
@@ -294,67 +291,23 @@ class RDAParser:
     @property
     def buffered(self) -> int:
         """Bytes received of the message not yet complete."""
-        return self._head_fill + self._body_fill
+        return len(self._head) + self._body_fill
 
     @property
     def missing(self) -> int:
         """Bytes still to come before the message being received is complete
-        (before its header is, while the header is incomplete)."""
-        if self._body is None:
-            return HEADER_SIZE - self._head_fill
-        return len(self._body) - self._body_fill
+        (before its header is, while the header is incomplete); 1 once broken."""
+        if self._size < 0:
+            return max(1, HEADER_SIZE - len(self._head))
+        return max(1, self._size - self._body_fill)
 
-    def get_buffer(self) -> memoryview:
-        """Where the next bytes of the stream go: the rest of the current header,
-        or the rest of the current message body and room for the next
-        header (so that a busy stream takes one read per message, not two).
-        Never empty. Fill a prefix, then call :meth:`buffer_updated`."""
-        if self._error is not None:
-            raise self._error
-        if self._body is None:
-            return memoryview(self._head)[self._head_fill :]
-        return memoryview(self._room)[self._body_fill :]
+    @property
+    def read_ahead(self) -> int:
+        """Bytes past :attr:`missing` that may come in the same chunk without
+        splitting a message body: the next header, once a body is awaited."""
+        return 0 if self._size < 0 else HEADER_SIZE
 
-    def buffer_updated(self, nbytes: int) -> list[Message]:
-        """Account for ``nbytes`` written at the start of :meth:`get_buffer`'s
-        view; return the messages they complete, if any.
-
-        Raises
-        ------
-        ampkit.errors.ProtocolError
-            As :meth:`feed`; as there, an error in bytes that came with a
-            complete message is kept in :attr:`error` (and raised by the next
-            call) while the message is returned.
-        """
-        if self._error is not None:
-            raise self._error
-        if self._body is None:
-            room = HEADER_SIZE - self._head_fill
-        else:
-            room = len(self._room) - self._body_fill
-        if not 0 <= nbytes <= room:
-            raise ValueError(f"buffer_updated({nbytes}): the buffer had room for {room} bytes")
-        messages: list[Message] = []
-        try:
-            if self._body is None:
-                self._head_fill += nbytes
-                self._head_added(messages)
-            else:
-                self._body_fill += nbytes
-                size = len(self._body)
-                if self._body_fill >= size:
-                    # Bytes past the body are the start of the next header.
-                    ahead = self._room[size : self._body_fill].tobytes()
-                    self._finish_body(messages)
-                    if ahead:
-                        self._head[: len(ahead)] = ahead
-                        self._head_fill = len(ahead)
-                        self._head_added(messages)
-        except ProtocolError as exc:
-            self._keep(exc, messages)
-        return messages  # an error after messages waits for the next call
-
-    def feed(self, data: bytes | bytearray | memoryview) -> list[Message]:
+    def feed(self, data: bytes | bytearray | memoryview | np.ndarray) -> list[Message]:
         """Add bytes; return the messages they complete, in stream order.
 
         Raises
@@ -370,22 +323,27 @@ class RDAParser:
         i = 0
         messages: list[Message] = []
         try:
-            while i < end:
-                if self._body is None:
-                    fill = self._head_fill
-                    take = min(HEADER_SIZE - fill, end - i)
-                    self._head[fill : fill + take] = view[i : i + take]
-                    self._head_fill = fill + take
+            while i < end or self._size == 0:
+                if self._size < 0:
+                    take = min(HEADER_SIZE - len(self._head), end - i)
+                    self._head += view[i : i + take]
                     i += take
-                    self._head_added(messages)
+                    self._check_head()
+                    if len(self._head) == HEADER_SIZE:
+                        self._start_body()
+                    continue
+                take = min(self._size - self._body_fill, end - i)
+                if self._body is None and take == self._size:
+                    body = view[i : i + take]  # whole here: parsed where it lies
                 else:
-                    body, fill = self._body, self._body_fill
-                    take = min(len(body) - fill, end - i)
-                    body[fill : fill + take] = view[i : i + take]
-                    self._body_fill = fill + take
-                    i += take
-                    if self._body_fill == len(body):
-                        self._finish_body(messages)
+                    if self._body is None:
+                        self._body = np.empty(self._size, np.uint8)
+                    self._body[self._body_fill : self._body_fill + take] = view[i : i + take]
+                    self._body_fill += take
+                    body = self._body
+                i += take
+                if self._body_fill in (0, self._size):
+                    messages.append(self._finish(body))
         except ProtocolError as exc:
             self._keep(exc, messages)
         return messages  # an error after messages waits for the next call
@@ -399,19 +357,13 @@ class RDAParser:
         if not messages:
             raise exc
 
-    def _head_added(self, messages: list[Message]) -> None:
-        """Check the header bytes so far; start the body once all 24 are in."""
-        self._check_head()
-        if self._head_fill == HEADER_SIZE:
-            self._start_body(messages)
-
     def _check_head(self) -> None:
         # Fail fast on a wrong GUID rather than wait for a whole header.
-        n = min(self._head_fill, 16)
+        n = min(len(self._head), 16)
         if self._head[:n] != GUID[:n]:
             raise ProtocolError(f"bad RDA GUID (starts {bytes(self._head[:n]).hex()})", self.offset)
 
-    def _start_body(self, messages: list[Message]) -> None:
+    def _start_body(self) -> None:
         _, size, mtype = _HEADER.unpack(self._head)
         if size < HEADER_SIZE:
             raise ProtocolError(f"nSize {size} is smaller than the 24-byte header", self.offset)
@@ -420,21 +372,16 @@ class RDAParser:
                 f"nSize {size} is over the limit of {self.max_message_size} bytes", self.offset
             )
         self._type = mtype
-        self._room = self._pool.get(size)  # the body, then room for the next header
-        self._body = self._room[: size - HEADER_SIZE]
-        self._body_fill = 0
-        if size == HEADER_SIZE:
-            self._finish_body(messages)
+        self._size = size - HEADER_SIZE
 
-    def _finish_body(self, messages: list[Message]) -> None:
-        body = self._body
-        assert body is not None
-        messages.append(self._parse(self._type, body, self.offset))
-        self.offset += HEADER_SIZE + len(body)
-        self._body = self._room = None
-        self._head_fill = self._body_fill = 0
+    def _finish(self, body: memoryview | np.ndarray) -> Message:
+        where, size = self.offset, self._size
+        self.offset += HEADER_SIZE + size
+        self._head.clear()
+        self._size, self._body, self._body_fill = -1, None, 0
+        return self._parse(self._type, body, where)
 
-    def _parse(self, mtype: int, body: np.ndarray, where: int) -> Message:
+    def _parse(self, mtype: int, body: memoryview | np.ndarray, where: int) -> Message:
         if mtype == TYPE_START:
             self.start = _parse_start(memoryview(body), where)
             return self.start
@@ -445,7 +392,7 @@ class RDAParser:
         if mtype == TYPE_STOP:
             self.start = None
             return StopMessage()
-        return UnknownMessage(mtype, body.tobytes())
+        return UnknownMessage(mtype, bytes(body))
 
 
 def _parse_start(body: memoryview, where: int) -> StartMessage:
@@ -480,7 +427,7 @@ def _parse_start(body: memoryview, where: int) -> StartMessage:
 
 
 def _parse_data(
-    body: np.ndarray, dtype: np.dtype, start: StartMessage, where: int
+    body: memoryview | np.ndarray, dtype: np.dtype, start: StartMessage, where: int
 ) -> DataMessage:
     if len(body) < _DATA.size:
         raise ProtocolError(f"data message truncated: {len(body)} body bytes", where)
@@ -494,7 +441,7 @@ def _parse_data(
             f"but the message holds {room}: it does not match the start message",
             where,
         )
-    # A view of the message's own buffer: no copy (writable, owned by nobody else).
+    # A view of the body: no copy.
     data = np.frombuffer(body, dtype, points * n_channels, _DATA.size).reshape(points, n_channels)
     if not dtype.isnative:
         data = data.astype(dtype.newbyteorder("="))
@@ -526,7 +473,7 @@ def _marker_texts(strings: bytes) -> tuple[str, str]:
 
 
 def _parse_markers(
-    body: np.ndarray, pos: int, n_markers: int, block: int, where: int
+    body: memoryview | np.ndarray, pos: int, n_markers: int, block: int, where: int
 ) -> tuple[list[RDAMarker], int]:
     """The ``n_markers`` markers from byte ``pos`` of a data message body,
     and the position after them.

@@ -10,7 +10,8 @@ import pytest
 
 import ampkit
 from ampkit.block import GAP_MARKER
-from ampkit.drivers.rda import RDAAmp, RDAReceiver, _Scaler
+from ampkit.codec import Chunk
+from ampkit.drivers.rda import RDAAmp, RDACodec, _Scaler
 from ampkit.errors import (
     AmpNotAvailableError,
     ConfigurationError,
@@ -19,7 +20,9 @@ from ampkit.errors import (
     StateError,
 )
 from ampkit.protocols import rda
+from ampkit.reader import StreamReader
 from ampkit.sim.rda import COUNTER_MODULUS, RDASimulator
+from ampkit.transport import TCPTransport
 from ampkit.worker import Worker
 
 FS = 1000.0
@@ -124,24 +127,25 @@ def test_scaler_matches_numpy_broadcasting():
         for dtype in (np.float32, np.int16):
             raw = (rng.standard_normal((points, channels)) * 1000).astype(dtype)
             want = raw * res.astype(np.float32)
-            out = np.empty(raw.shape, np.float32)
-            np.testing.assert_array_equal(scale(raw, out), want)
-            if dtype == np.float32:  # in place
-                assert scale(raw, raw) is raw
+            got = scale(raw)
+            np.testing.assert_array_equal(got, want)
+            assert (got is raw) == (dtype == np.float32)  # float32 in place
+            if dtype == np.float32:
                 np.testing.assert_array_equal(raw, want)
 
 
 def test_caller_reads_the_socket_while_it_calls_and_the_thread_when_it_does_not():
     readers, blocks = [], []
 
-    def on_messages(messages, arrival):
-        for m in messages:
-            if isinstance(m, rda.DataMessage):
+    def on_events(events, arrival):
+        for event in events:
+            if isinstance(event, Chunk):
                 readers.append(threading.get_ident())
-                blocks.append(m.block)
+                blocks.append(event.counter)
 
     with make_sim() as sim:
-        receiver = RDAReceiver("127.0.0.1", sim.port, 5.0, False, on_messages).open()
+        transport = TCPTransport("127.0.0.1", sim.port)
+        receiver = StreamReader(transport, RDACodec("sim"), on_events, "test").start()
         try:
             time.sleep(0.2)  # nobody calls: the thread reads
             assert len(readers) >= 5 and threading.get_ident() not in readers
@@ -313,11 +317,11 @@ def test_slow_reader_loses_nothing_within_the_buffer():
 
 @pytest.mark.parametrize("pooled", [False, True])
 def test_late_reader_gets_its_backlog_in_parts(monkeypatch, pooled):
-    import ampkit.drivers.rda as rda_driver
+    import ampkit.streaming as streaming
 
-    monkeypatch.setattr(rda_driver, "_READ_FLOATS", 3 * BLOCK * len(RES))  # 3 blocks a read
+    monkeypatch.setattr(streaming, "_READ_FLOATS", 3 * BLOCK * len(RES))  # 3 blocks a read
     if pooled:  # joins into reused buffers, though small; none may be reused here
-        monkeypatch.setattr(rda_driver, "_JOIN_POOLED", 0)
+        monkeypatch.setattr(streaming, "_JOIN_POOLED", 0)
     with make_sim() as sim, RDAAmp() as amp:
         amp.configure(port=sim.port)
         amp.start()
@@ -338,10 +342,10 @@ def test_late_reader_gets_its_backlog_in_parts(monkeypatch, pooled):
 def test_joined_blocks_are_exact_when_the_caller_keeps_nothing(monkeypatch):
     # The joining buffer is then reused call after call (the late-reader
     # test above keeps every array: there none may be reused).
-    import ampkit.drivers.rda as rda_driver
+    import ampkit.streaming as streaming
 
-    monkeypatch.setattr(rda_driver, "_READ_FLOATS", 3 * BLOCK * len(RES))
-    monkeypatch.setattr(rda_driver, "_JOIN_POOLED", 0)
+    monkeypatch.setattr(streaming, "_READ_FLOATS", 3 * BLOCK * len(RES))
+    monkeypatch.setattr(streaming, "_JOIN_POOLED", 0)
     with make_sim() as sim, RDAAmp() as amp:
         amp.configure(port=sim.port)
         amp.start()
@@ -704,7 +708,7 @@ def test_blocks_left_unread_while_the_reader_was_held_up_are_no_silence():
         amp.configure(port=sim.port, silence_timeout=0.3)
         amp.start()
         collect(amp, 50)
-        with amp._receiver._lock:
+        with amp._reader._lock:
             time.sleep(0.6)
         data, markers = collect(amp, 600)
         check_run(sim, data, markers)

@@ -333,45 +333,56 @@ def test_random_bodies_behind_a_valid_header_only_raise_protocol_error(size, mty
     assert error is None or error >= 0
 
 
+def reader_pieces(parser, raw, sizes):
+    """Cut ``raw`` as the streaming layer reads it: each piece holds at least
+    ``parser.missing`` bytes and at most ``missing + read_ahead``, ``sizes``
+    choosing within that; each piece is a fresh writable buffer. Yields them
+    as they are fed (feed each before asking for the next)."""
+    pos, i = 0, 0
+    while pos < len(raw):
+        low, high = parser.missing, parser.missing + parser.read_ahead
+        assert low >= 1
+        n = min(len(raw) - pos, max(low, min(sizes[i % len(sizes)], high)))
+        yield np.frombuffer(raw[pos : pos + n], np.uint8).copy()
+        pos += n
+        i += 1
+
+
 @FUZZ
 @given(streams(), st.lists(st.integers(1, 5000), min_size=1, max_size=20))
-def test_receiving_into_the_parsers_buffers_parses_identically(messages, sizes):
-    # The transport's way: recv_into(parser.get_buffer()), then buffer_updated(n).
+def test_reading_the_streaming_layers_way_parses_identically_without_copies(messages, sizes):
+    # Pieces of at least `missing` bytes: every body comes whole, and the
+    # samples are views of the piece they came in.
     encoded = [rda.encode(m) for m in messages]
     raw = b"".join(encoded)
     starts = np.cumsum([0] + [len(e) for e in encoded])[:-1]
     length = {int(start): len(e) for start, e in zip(starts, encoded, strict=True)}
     parser = rda.RDAParser()
-    out, pos, i = [], 0, 0
-    while pos < len(raw):
-        # What the transport may wait for: the rest of the header, then of the message.
+    out, pos = [], 0
+    for piece in reader_pieces(parser, raw, sizes):
+        # What the reader waits for: the rest of the header, then of the message.
         start = parser.offset
         end = start + (rda.HEADER_SIZE if pos - start < rda.HEADER_SIZE else length[start])
         assert parser.missing == end - pos
-        target = parser.get_buffer()
-        assert len(target) > 0
-        n = min(len(target), sizes[i % len(sizes)], len(raw) - pos)
-        target[:n] = raw[pos : pos + n]
-        pos += n
-        i += 1
-        out += parser.buffer_updated(n)
+        got = parser.feed(piece)
+        for m in got:
+            if isinstance(m, rda.DataMessage) and m.data.size and m.data.dtype.isnative:
+                assert np.shares_memory(m.data, piece) and m.data.flags.writeable
+        out += got
+        pos += len(piece)
     assert same(out, messages)
     assert parser.buffered == 0 and parser.offset == len(raw)
 
 
 def receive_all(raw, sizes):
-    """Receive ``raw`` the transport's way in reads of ``sizes`` (cycled);
+    """Receive ``raw`` the streaming layer's way in pieces chosen by ``sizes``;
     return (messages, offset of the ProtocolError or None)."""
     parser = rda.RDAParser()
-    out, pos, i = [], 0, 0
+    out = []
     try:
-        while pos < len(raw) or parser.error is not None:
-            target = parser.get_buffer()
-            n = min(len(target), sizes[i % len(sizes)], len(raw) - pos)
-            target[:n] = raw[pos : pos + n]
-            pos += n
-            i += 1
-            out += parser.buffer_updated(n)
+        for piece in reader_pieces(parser, raw, sizes):
+            out += parser.feed(piece)
+        out += parser.feed(b"")
     except ProtocolError as exc:
         return out, exc.offset
     return out, None
@@ -393,58 +404,29 @@ def test_receiving_corrupted_bytes_keeps_every_message_before_the_damage(message
 def test_a_bad_header_read_with_the_message_before_it_waits_for_the_next_call():
     raw = START + b"\x00" * 24
     parser = rda.RDAParser()
-    target = parser.get_buffer()
-    target[:24] = raw[:24]
-    assert parser.buffer_updated(24) == []
-    target = parser.get_buffer()
-    assert len(target) == len(START) - 24 + 24  # the body and the next header
-    target[:] = raw[24:]
-    messages = parser.buffer_updated(len(target))
+    assert parser.feed(raw[:24]) == []
+    assert parser.missing == len(START) - 24 and parser.read_ahead == 24
+    messages = parser.feed(raw[24:])  # the body and the next (bad) header
     assert [type(m) for m in messages] == [rda.StartMessage]
     assert parser.error is not None and parser.error.offset == len(START)
     with pytest.raises(ProtocolError, match="GUID"):
-        parser.get_buffer()
+        parser.feed(b"")
 
 
-def test_buffers_are_reused_only_when_no_message_refers_to_them():
+def test_a_body_split_over_pieces_is_gathered_and_a_whole_one_is_not_copied():
     start = rda.encode_start(["A", "B"], 1000.0, [1.0, 1.0])
-    blocks = [rda.encode_data(i, np.full((100, 2), i, np.int16)) for i in range(6)]
+    block = rda.encode_data(7, np.arange(200, dtype=np.float32).reshape(100, 2))
     parser = rda.RDAParser()
     parser.feed(start)
-    kept = [parser.feed(blocks[0])[0]]
-    for i, raw in enumerate(blocks[1:], 1):
-        msg = parser.feed(raw)[0]
-        kept.append(msg)
-        if i % 2:
-            kept.pop()  # drop some messages: their buffers may be reused
-    # Messages still referenced were never overwritten by later ones.
-    for msg in kept:
-        assert np.all(msg.data == msg.block)
-    # Messages dropped as they come: one buffer serves them all.
-    for i in range(50):
-        parser.feed(rda.encode_data(i, np.zeros((100, 2), np.int16)))
-    assert len(parser._pool._buffers) <= len(kept) + 2
-
-
-def test_buffer_reuse_with_many_messages_held_like_a_late_reader():
-    parser = rda.RDAParser()
-    parser.feed(rda.encode_start(["A", "B"], 1000.0, [1.0, 1.0]))
-    held = [parser.feed(rda.encode_data(i, np.full((100, 2), i, np.int16)))[0]
-            for i in range(30)]  # more than the pool looks at per message
-    for msg in held:
-        assert np.all(msg.data == msg.block)
-    n_buffers = len(parser._pool._buffers)
-    del held, msg  # the late reader catches up, oldest first
-    for i in range(100):
-        msg = parser.feed(rda.encode_data(i, np.full((100, 2), i, np.int16)))[0]
-        assert np.all(msg.data == i)
-    assert len(parser._pool._buffers) == n_buffers  # no new buffer: old ones reused
-
-
-def test_buffer_updated_refuses_more_than_the_buffer_held():
-    parser = rda.RDAParser()
-    with pytest.raises(ValueError, match="room for 24"):
-        parser.buffer_updated(25)
+    whole = bytearray(block)
+    (msg,) = parser.feed(whole)
+    assert np.shares_memory(msg.data, np.frombuffer(whole, np.uint8))
+    (split_msg,) = parser.feed(block[:100]) + parser.feed(block[100:])
+    assert not np.shares_memory(split_msg.data, np.frombuffer(whole, np.uint8))
+    np.testing.assert_array_equal(split_msg.data, msg.data)
+    # Fed read-only bytes, the samples are read-only views.
+    (ro,) = parser.feed(block)
+    assert not ro.data.flags.writeable
 
 
 # -- hardening (issue 14): rates, the peer's name, many markers, real streams ------------
