@@ -544,13 +544,8 @@ class SampleAssembler:
             samples = self._pair(sn, batch.eeg, accel)
         else:
             samples = Samples(batch.eeg, accel, jumps)
-        if samples.gaps:
-            lost = samples.n_lost
-            self.n_lost += lost
-            logger.warning(
-                "%s: %d samples lost (the sample number jumped); %d lost since start",
-                self.source, lost, self.n_lost,
-            )
+        if samples.gaps:  # logged by the driver, which marks them too
+            self.n_lost += samples.n_lost
         self.n_samples += len(samples)
         return samples
 
