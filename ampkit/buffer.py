@@ -25,13 +25,13 @@ forever; a stream whose channel description lacks a label gets ``ch_<i>``
 for that channel instead of crashing; ``update()`` before connecting raises
 :class:`ampkit.errors.StateError` instead of doing nothing.
 
-pylsl is imported only when a :class:`StreamWatcher` connects, so importing
+LSL is read through :mod:`ampkit.lsl` (shared with the ``lsl`` driver),
+which imports pylsl only when a :class:`StreamWatcher` connects, so importing
 ampkit does not load liblsl.
 """
 
 from __future__ import annotations
 
-import ctypes
 import logging
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -43,10 +43,19 @@ from ampkit.checks import check_positive_int, check_positive_number
 from ampkit.errors import (
     AmpNotAvailableError,
     ConfigurationError,
-    ConnectionLostError,
     StateError,
 )
-from ampkit.lsl import lsl_predicate
+from ampkit.lsl import (
+    ChunkPuller,
+    channel_labels,
+    full_info,
+    lsl_predicate,
+    open_inlet,
+    open_stream,
+    pull_values,
+    resolve_streams,
+    sample_dtype,
+)
 from ampkit.worker import Closing
 
 __all__ = [
@@ -490,24 +499,16 @@ class _Watcher(Closing):
         self.disconnect()
 
 
-def _lsl_dtypes(pylsl: Any) -> dict[int, Any]:
-    return {
-        pylsl.cf_float32: np.float32,
-        pylsl.cf_double64: np.float64,
-        pylsl.cf_int8: np.int8,
-        pylsl.cf_int16: np.int16,
-        pylsl.cf_int32: np.int32,
-        pylsl.cf_int64: np.int64,
-        pylsl.cf_string: object,
-    }
+#: How dareplane-utils names channels without a label: ``ch_1``, ``ch_2``...
+_DAREPLANE_LABEL = "ch_{n}"
 
 
 def lsl_channel_names(info: Any) -> list[str]:
-    """Channel names from an LSL stream description.
+    """Channel names from an LSL stream description, as dareplane-utils names them.
 
-    Reads ``desc/channels/channel/label``; a channel without a label (or a
-    description with fewer channels than the stream) gets ``ch_<i>``
-    (1-based, as in dareplane-utils).
+    :func:`ampkit.lsl.channel_labels` with dareplane-utils' names for
+    channels without a label: ``ch_<n>``, counted from 1 (where ampkit's own
+    drivers say ``Ch_<i>`` from 0).
 
     Parameters
     ----------
@@ -519,20 +520,7 @@ def lsl_channel_names(info: Any) -> list[str]:
     list of str
         One name per channel.
     """
-    count = info.channel_count()
-    labels: list[str] = []
-    ch = info.desc().child("channels").child("channel")
-    while not ch.empty() and len(labels) < count:
-        labels.append(ch.child_value("label").strip())
-        ch = ch.next_sibling("channel")
-    labels += [""] * (count - len(labels))
-    missing = [i for i, label in enumerate(labels) if not label]
-    if missing and len(missing) < count:
-        logger.warning(
-            "LSL stream %r: no label for channel(s) %s, named ch_<i>",
-            info.name(), [i + 1 for i in missing],
-        )
-    return [label or f"ch_{i + 1}" for i, label in enumerate(labels)]
+    return channel_labels(info, _DAREPLANE_LABEL)
 
 
 class StreamWatcher(_Watcher):
@@ -619,9 +607,14 @@ class StreamWatcher(_Watcher):
         self.stream: Any = None
         self.streams: list[Any] = []
         self.inlet: Any = None
-        self.chunk_buffer: np.ndarray | None = None
+        self._puller: ChunkPuller | None = None
         self._strings = False  # a string stream: update is update_char_p
-        self._pylsl: Any = None
+
+    @property
+    def chunk_buffer(self) -> np.ndarray | None:
+        """Where the next pull of a numeric stream writes (None for strings
+        and before connecting)."""
+        return None if self._puller is None else self._puller.data
 
     def connect_to_stream(
         self, identifier: dict[str, str] | str | None = None, timeout: float = 5.0
@@ -645,9 +638,6 @@ class StreamWatcher(_Watcher):
         ampkit.errors.ConfigurationError
             No name or properties to look for, or a bad ``expected_srate``.
         """
-        import pylsl
-
-        self._pylsl = pylsl
         props = {"name": identifier} if isinstance(identifier, str) else dict(identifier or {})
         if not props:
             props = {"name": self.name}
@@ -657,26 +647,13 @@ class StreamWatcher(_Watcher):
         if "name" in props:
             self.name = props["name"]
         timeout = check_positive_number("timeout", timeout)
-        wanted = lsl_predicate(**props)
-        streams = pylsl.resolve_bypred(wanted, 1, timeout)
-        if not streams:
-            raise AmpNotAvailableError(f"no LSL stream with {wanted} found within {timeout:g} s")
-        if len(streams) > 1:
-            self.logger.warning(
-                "%d LSL streams match %s; watching the first (source_id %r)",
-                len(streams), wanted, streams[0].source_id(),
-            )
+        streams = resolve_streams(lsl_predicate(**props), timeout)
         if self.inlet is not None:
             self.disconnect()
-        inlet = pylsl.StreamInlet(streams[0], recover=self.recover)
-        try:
-            info = inlet.info(timeout)
-            inlet.open_stream(timeout)
-        except pylsl.util.TimeoutError:
-            inlet.close_stream()
-            raise AmpNotAvailableError(
-                f"LSL stream {self.name!r} was found but did not answer within {timeout:g} s"
-            ) from None
+        found = streams[0].name()
+        inlet = open_inlet(streams[0], recover=self.recover)
+        info = full_info(inlet, timeout, found)
+        open_stream(inlet, timeout, found)
         self.streams = streams
         self.stream = streams[0]
         self.channel_names = lsl_channel_names(info)
@@ -695,11 +672,11 @@ class StreamWatcher(_Watcher):
             if srate is None:
                 srate = DEFAULT_IRREGULAR_SRATE
             srate = check_positive_number("expected_srate", srate)
-        fmt = info.channel_format()
-        dtype = _lsl_dtypes(self._pylsl).get(fmt)
+        dtype = sample_dtype(info)
         if dtype is None:
             raise AmpNotAvailableError(
-                f"LSL stream {self.name!r} has an unknown channel format ({fmt})"
+                f"LSL stream {self.name!r} has an unknown channel format "
+                f"({info.channel_format()})"
             )
         n_ch = info.channel_count()
         self.ring_buffer = self._new_ring(srate, n_ch, dtype)
@@ -707,35 +684,10 @@ class StreamWatcher(_Watcher):
         self.times = np.empty(0, dtype=np.float64)
         self._strings = dtype is object
         if self._strings:
-            self.chunk_buffer = None
+            self._puller = None
         else:
             rows = check_positive_int("chunk_buffer_size", self.chunk_buffer_size)
-            self.chunk_buffer = np.empty((rows, n_ch), dtype=dtype)
-            self._chunk_t = np.empty(rows, dtype=np.float64)
-            self._c_args = (
-                ctypes.c_void_p(self.chunk_buffer.ctypes.data),
-                ctypes.c_void_p(self._chunk_t.ctypes.data),
-                ctypes.c_size_t(rows * n_ch),
-                ctypes.c_size_t(rows),
-                ctypes.c_double(0.0),
-            )
-
-    def _pull_numeric(self, inlet: Any) -> int:
-        """Pull what is waiting into ``chunk_buffer`` / ``_chunk_t``; return the count.
-
-        Calls the format's liblsl ``lsl_pull_chunk_*`` function, which
-        pylsl's inlet holds as ``do_pull_chunk`` (and uses itself), with the
-        timestamps going straight into a float64 array: pylsl's
-        ``pull_chunk`` costs several times more per call (it allocates
-        buffers and builds a list of timestamps each time).
-        """
-        err = ctypes.c_int()
-        values = inlet.do_pull_chunk(inlet.obj, *self._c_args, ctypes.byref(err))
-        code = err.value
-        if code and code != -1:  # -1: the (zero) wait ended, not an error
-            what = "was lost" if code == -2 else f"failed with liblsl error code {code}"
-            raise ConnectionLostError(f"LSL stream {self.name!r} {what}")
-        return values // self.chunk_buffer.shape[1]  # type: ignore[union-attr]
+            self._puller = ChunkPuller(info.name(), n_ch, rows, dtype)
 
     @property
     def update(self) -> Callable[[], None]:
@@ -775,19 +727,20 @@ class StreamWatcher(_Watcher):
         self._drain(self._take_strings, strings=True)
 
     def _take_numeric(self, inlet: Any) -> tuple[np.ndarray, np.ndarray, bool]:
-        chunk = self.chunk_buffer
-        n = self._pull_numeric(inlet)
-        return chunk[:n].copy(), self._chunk_t[:n], n == len(chunk)  # type: ignore[index,arg-type]
+        puller: ChunkPuller = self._puller  # type: ignore[assignment]
+        n = puller.pull(inlet)
+        data, times = puller.take(n)
+        return data, times, n == puller.rows
 
     def _take_strings(self, inlet: Any) -> tuple[np.ndarray, np.ndarray, bool]:
-        values, ts = inlet.pull_chunk(0.0, _STRING_CHUNK)
+        values, ts = pull_values(inlet, _STRING_CHUNK, self.name)
         data = np.empty((len(ts), len(self.channel_names)), dtype=object)
         if len(ts):
             data[:] = values
-        return data, ts, len(ts) == _STRING_CHUNK
+        return data, np.array(ts, dtype=np.float64), len(ts) == _STRING_CHUNK
 
     def _drain(
-        self, take: Callable[[Any], tuple[np.ndarray, Any, bool]], strings: bool
+        self, take: Callable[[Any], tuple[np.ndarray, np.ndarray, bool]], strings: bool
     ) -> None:
         """Pull with ``take`` until the inlet is empty (or the pull limit)."""
         inlet = self.inlet
@@ -804,16 +757,13 @@ class StreamWatcher(_Watcher):
         pulled: list[tuple[np.ndarray, np.ndarray]] = []
         try:
             for _ in range(_MAX_PULLS_PER_UPDATE):
-                data, ts, more = take(inlet)
+                data, times, more = take(inlet)
                 if not len(data):
                     break
-                times = np.array(ts, dtype=np.float64)
                 rb.add_samples(data, times)  # type: ignore[union-attr]
                 pulled.append((data, times))
                 if not more:
                     break
-        except self._pylsl.util.LostError as exc:
-            raise ConnectionLostError(f"LSL stream {self.name!r} was lost: {exc}") from None
         finally:
             if len(pulled) == 1:
                 self.samples, self.times = pulled[0]

@@ -49,7 +49,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["SampleClock", "Gap", "RecentStamps"]
+__all__ = ["SampleClock", "Gap", "RecentStamps", "default_gap_threshold"]
 
 logger = logging.getLogger("ampkit")
 
@@ -62,6 +62,20 @@ SLEW = 1.0
 TRUST = 1.0
 #: Blocks that must stay late before an arrival-time gap is declared.
 CONFIRM_BLOCKS = 8
+#: Sample periods missing that make a gap, by default.
+GAP_PERIODS = 10
+
+
+def default_gap_threshold(fs: float, floor: float = 0.05) -> float:
+    """The shortest loss, in seconds, counted as a gap by default.
+
+    :data:`GAP_PERIODS` sample periods, and at least ``floor`` seconds: the
+    jitter that times of the kind being checked can have without a loss.
+
+    >>> default_gap_threshold(1000.0), default_gap_threshold(100.0)
+    (0.05, 0.1)
+    """
+    return max(GAP_PERIODS / fs, floor)
 
 
 @dataclass(frozen=True)
@@ -151,7 +165,7 @@ class SampleClock:
         Nominal sampling frequency in Hz.
     gap_threshold : float, optional
         Shortest loss, in seconds, found from arrival times. Defaults to
-        ``max(10 / fs, 0.05)``.
+        :func:`default_gap_threshold` ``(fs)``: ``max(10 / fs, 0.05)``.
     detect_gaps : bool
         Find gaps from arrival times. Drivers whose device counts samples
         turn this off and pass the count lost to :meth:`stamp` instead.
@@ -194,7 +208,7 @@ class SampleClock:
         self.fs = float(fs)
         self.period = 1.0 / self.fs
         self.gap_threshold = (
-            max(10.0 * self.period, 0.05) if gap_threshold is None else float(gap_threshold)
+            default_gap_threshold(self.fs) if gap_threshold is None else float(gap_threshold)
         )
         if not self.gap_threshold > 0:
             raise ValueError(f"gap_threshold must be positive, got {gap_threshold!r}")

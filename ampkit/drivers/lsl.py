@@ -9,8 +9,10 @@ the decorator uses those times instead of estimating them. An optional
 second stream of strings (a marker stream) becomes ampkit markers at the
 right samples.
 
-pylsl is imported by this module, which the registry loads only when the
-``lsl`` driver is asked for: ``import ampkit`` does not load liblsl.
+Every call into pylsl goes through :mod:`ampkit.lsl` (finding streams,
+labels, units, inlets, pulls), shared with :class:`ampkit.buffer.StreamWatcher`;
+this module adds what makes a stream an amplifier: reconnecting, markers at
+their samples, gaps, and real times for samples liblsl could not stamp.
 
 Run anything that uses it with ``LSLAPICFG`` pointing at a liblsl
 configuration fit for your network (see the LSL page of the documentation);
@@ -19,7 +21,6 @@ tests use ``tests/lsl-loopback.cfg``.
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import math
 import numbers
@@ -28,9 +29,6 @@ import time
 from typing import Any
 
 import numpy as np
-import pylsl
-from pylsl.util import LostError
-from pylsl.util import TimeoutError as LSLTimeoutError
 
 from ampkit.amplifier import Amplifier, Marker
 from ampkit.block import GAP_MARKER
@@ -42,20 +40,34 @@ from ampkit.errors import (
     ConnectionLostError,
     StateError,
 )
-from ampkit.lsl import lsl_predicate, marker_stream_name, unit_from_lsl
+from ampkit.lsl import (
+    ChunkPuller,
+    StreamFinder,
+    channel_labels,
+    channel_units,
+    find_streams,
+    full_info,
+    lsl_predicate,
+    marker_stream_name,
+    open_inlet,
+    open_stream,
+    pull_values,
+    resolve_streams,
+    sample_dtype,
+)
+from ampkit.timestamps import default_gap_threshold
 
 __all__ = ["LSLAmp", "stamp_unanchored"]
 
 logger = logging.getLogger("ampkit")
 
-_lib = pylsl.lib.lib
-_pull_chunk_f = _lib.lsl_pull_chunk_f
-
 # Seconds without samples after which a reconnecting amp says it is waiting.
 _SILENCE_WARNING = 2.0
 
-# Most samples an inlet buffers for a slow reader (the ring is allocated up front).
-_MAX_BUFFERED = 10_000_000
+# Many LSL outlets stamp each push with the time it was pushed (pylsl's
+# default), so a stream's own times jitter with its producer's scheduling: a
+# step between two samples shorter than this is not taken for a loss.
+_STAMP_JITTER = 0.25
 
 # A sample stamped this long before its subscription began has no real time.
 _IMPLAUSIBLE = 10.0
@@ -114,57 +126,14 @@ def stamp_unanchored(
     return n, float(stamps[-1] + period)
 
 
-def _find(predicate: str, timeout: float) -> list[Any]:
-    """Streams matching ``predicate`` (any stream if empty), searched for up to ``timeout`` s.
-
-    A continuous resolver polled until something matches: liblsl's one-shot
-    resolve sometimes returns seconds after its timeout when nothing matches.
-    """
-    resolver = pylsl.ContinuousResolver(pred=predicate) if predicate else pylsl.ContinuousResolver()
-    deadline = local_clock() + timeout
-    while True:
-        found = resolver.results()
-        if found or local_clock() >= deadline:
-            return found
-        time.sleep(0.01)
-
-
-def _resolve(predicate: str, timeout: float, what: str) -> Any:
-    found = _find(predicate, timeout)
-    if not found:
-        raise AmpNotAvailableError(
-            f"no LSL {what} matching [{predicate or 'any stream'}] found within {timeout:g} s "
-            "(is the outlet running, and does LSLAPICFG let this computer see it?)"
-        )
-    if len(found) > 1:
-        logger.info("%d LSL streams match [%s]; using the first", len(found), predicate)
-    return found[0]
-
-
-def _channel_desc(info: Any) -> tuple[list[str], list[str]]:
-    """Labels and units from ``desc/channels/channel``, with defaults for gaps."""
-    n = info.channel_count()
-    labels: list[str] = []
-    units: list[str] = []
-    ch = info.desc().child("channels").child("channel")
-    while not ch.empty() and len(labels) < n:
-        labels.append(ch.child_value("label").strip() or ch.child_value("name").strip())
-        units.append(unit_from_lsl(ch.child_value("unit")))
-        ch = ch.next_sibling("channel")
-    labels += [""] * (n - len(labels))
-    units += ["µV"] * (n - len(units))
-    labels = [label or f"Ch_{i}" for i, label in enumerate(labels)]
-    return labels, units
-
-
 class _Source:
     """One stream an LSLAmp reads: its inlet, and its way back after a loss.
 
     Inlets are made with liblsl's own recovery off: a recovering liblsl
     inlet blocks ``pull_chunk`` for as long as the stream is away, whatever
     the timeout. Instead, a lost stream is searched for again in the
-    background (a continuous resolver, by name, type and source id) and
-    re-subscribed when it reappears.
+    background (:class:`ampkit.lsl.StreamFinder`, by name, type and source
+    id) and re-subscribed when it reappears.
     """
 
     def __init__(self, found: Any, what: str, clocksync: bool | None) -> None:
@@ -178,7 +147,7 @@ class _Source:
         self.clocksync = clocksync
         self.synced = False
         self.inlet: Any = self._make(found)
-        self._resolver: Any = None
+        self._finder: StreamFinder | None = None
         self._next_try = 0.0
 
     def _make(self, found: Any) -> Any:
@@ -187,27 +156,17 @@ class _Source:
             # A stream from this computer is already on this clock.
             sync = found.hostname() != socket.gethostname()
         self.synced = bool(sync)
-        flags = pylsl.proc_clocksync if sync else pylsl.proc_none
-        # liblsl keeps up to max_buflen seconds (LSL's default: 360) for a
-        # slow reader, in a ring it allocates at once and counts in int32:
-        # capped at _MAX_BUFFERED samples for fast streams.
-        rate = found.nominal_srate()
-        seconds = max(1, min(360, int(_MAX_BUFFERED / rate))) if rate > 0 else 360
-        return pylsl.StreamInlet(found, max_buflen=seconds, recover=False, processing_flags=flags)
+        return open_inlet(found, clocksync=self.synced)
 
     def subscribe(self, timeout: float) -> None:
-        self.inlet.open_stream(timeout)
-        if self.synced:
-            # The first estimate takes several round trips (~0.6 s); get it
-            # now, not in the middle of a get_data().
-            self.inlet.time_correction(timeout)
+        open_stream(self.inlet, timeout, self.name, clocksync=self.synced)
 
     def reopen(self, timeout: float) -> None:
         """Find the stream again, now (for start() after a loss)."""
-        found = _resolve(self.predicate, timeout, self.what)
+        found = resolve_streams(self.predicate, timeout, self.what)[0]
         self.inlet = self._make(found)
         self.uid = found.uid()
-        self._resolver = None
+        self._finder = None
 
     def close_stream(self) -> None:
         if self.inlet is not None:
@@ -216,7 +175,7 @@ class _Source:
     def lose(self) -> None:
         logger.warning("LSL %s %r lost; waiting for it to come back", self.what, self.name)
         self.inlet = None
-        self._resolver = pylsl.ContinuousResolver(pred=self.predicate, forget_after=2.0)
+        self._finder = StreamFinder(self.predicate, forget_after=2.0)
         self._next_try = 0.0
 
     def try_back(self, timeout: float) -> bool:
@@ -225,7 +184,7 @@ class _Source:
         if now < self._next_try:
             return False
         self._next_try = now + 0.2
-        for found in self._resolver.results():
+        for found in self._finder.results():  # type: ignore[union-attr]
             if found.uid() == self.uid:
                 continue  # the lost outlet, not yet forgotten by the resolver
             if found.channel_count() != self.channel_count:
@@ -236,11 +195,11 @@ class _Source:
             self.inlet = self._make(found)
             try:
                 self.subscribe(timeout)
-            except (LostError, LSLTimeoutError):
+            except (AmpNotAvailableError, ConnectionLostError):
                 self.inlet = None
                 continue
             self.uid = found.uid()
-            self._resolver = None
+            self._finder = None
             logger.warning("LSL %s %r is back", self.what, self.name)
             return True
         return False
@@ -397,36 +356,30 @@ class LSLAmp(Amplifier):
         s = self._settings
         self._release()
         predicate = lsl_predicate(name=s["name"], type=s["type"], source_id=s["source_id"])
-        found = _resolve(predicate, s["timeout"], "stream")
-        if found.channel_format() in (pylsl.cf_string, pylsl.cf_undefined):
+        found = resolve_streams(predicate, s["timeout"], "stream")[0]
+        if sample_dtype(found) in (None, object):
             raise ConfigurationError(
                 f"LSL stream {found.name()!r} carries strings, not samples; "
                 f"read it as marker_stream={found.name()!r} beside a numeric stream"
             )
-        if found.nominal_srate() == pylsl.IRREGULAR_RATE and s["irregular_fs"] is None:
+        if not found.nominal_srate() > 0 and s["irregular_fs"] is None:
             raise ConfigurationError(
                 f"LSL stream {found.name()!r} has an irregular rate; pass irregular_fs=<Hz> "
                 "(the rate to report for buffers and recordings) to read it anyway"
             )
         source = _Source(found, "stream", s["clocksync"])
-        try:
-            info = source.inlet.info(s["timeout"])
-        except (LostError, LSLTimeoutError) as exc:
-            raise AmpNotAvailableError(
-                f"LSL stream {found.name()!r} found but its description could not be read: {exc}"
-            ) from None
+        info = full_info(source.inlet, s["timeout"], found.name())
         self._data = source
         self._info = info
         self.stream_name = info.name()
         self.fs = info.nominal_srate() or s["irregular_fs"]
-        self.regular = info.nominal_srate() != pylsl.IRREGULAR_RATE
-        self.channels, self.units = _channel_desc(info)
+        self.regular = info.nominal_srate() > 0
+        self._gap = default_gap_threshold(self.fs, floor=_STAMP_JITTER)
+        self.channels = channel_labels(info)
+        self.units = channel_units(info)
         n_ch = info.channel_count()
-        self._n_channels = n_ch
         cap = s["max_samples"] or max(1024, math.ceil(self.fs))
-        self._capacity = cap
-        self._buf = np.empty((cap, n_ch), np.float32)
-        self._ts = np.empty(cap, np.float64)
+        self._puller = ChunkPuller(self.stream_name, n_ch, cap)
 
         marker = s["marker_stream"]
         if marker is True:
@@ -434,7 +387,7 @@ class LSLAmp(Amplifier):
         self.marker_stream_name = None
         if marker is not None or s["marker_type"] is not None:
             mpredicate = lsl_predicate(name=marker, type=s["marker_type"])
-            mfound = _resolve(mpredicate, s["timeout"], "marker stream")
+            mfound = resolve_streams(mpredicate, s["timeout"], "marker stream")[0]
             self._markers = _Source(mfound, "marker stream", s["clocksync"])
             marker = self.marker_stream_name = mfound.name()
         self._configured = True
@@ -469,18 +422,9 @@ class LSLAmp(Amplifier):
                 if source.inlet is None:
                     source.reopen(timeout)
                 source.subscribe(timeout)
-        except LSLTimeoutError:
+        except (AmpNotAvailableError, ConnectionLostError):
             self._close_streams()
-            raise AmpNotAvailableError(
-                f"LSL stream {self.stream_name!r} could not be opened within {timeout:g} s"
-            ) from None
-        except LostError:
-            self._close_streams()
-            raise ConnectionLostError(
-                f"LSL stream {self.stream_name!r} vanished before start()"
-            ) from None
-        self._data_ptr = ctypes.c_void_p(self._buf.ctypes.data)
-        self._ts_ptr = ctypes.c_void_p(self._ts.ctypes.data)
+            raise
         self._pending: list[tuple[float, str]] = []
         self._last_ts: float | None = None
         self._last_data = local_clock()
@@ -504,30 +448,6 @@ class LSLAmp(Amplifier):
         self.running = False
         self._close_streams()
 
-    def _pull(self, offset: int, limit: int, timeout: float) -> int:
-        """Pull up to ``limit`` samples into the buffers at row ``offset``.
-
-        Raises pylsl's LostError when the stream is gone.
-        """
-        err = ctypes.c_int()
-        n_ch = self._n_channels
-        if offset:
-            data_ptr = ctypes.c_void_p(self._buf.ctypes.data + offset * n_ch * 4)
-            ts_ptr = ctypes.c_void_p(self._ts.ctypes.data + offset * 8)
-        else:
-            data_ptr, ts_ptr = self._data_ptr, self._ts_ptr
-        values = _pull_chunk_f(
-            self._data.inlet.obj, data_ptr, ts_ptr,
-            ctypes.c_size_t(limit * n_ch), ctypes.c_size_t(limit),
-            ctypes.c_double(timeout), ctypes.byref(err),
-        )
-        code = err.value
-        if code and code != -1:  # -1: the wait ended; not an error
-            if code == -2:
-                raise LostError("the stream has been lost.")
-            raise ConnectionLostError(f"LSL stream {self.stream_name!r}: liblsl error code {code}")
-        return values // n_ch
-
     def _read(self) -> int:
         """Fill the buffers with what has arrived (waiting ``wait`` for a first sample)."""
         source = self._data
@@ -538,25 +458,16 @@ class LSLAmp(Amplifier):
                     time.sleep(min(wait, 0.2))
                 return 0
             self._subscribed()
-        cap = self._capacity
-        n = 0
         try:
-            n = self._pull(0, cap, 0.0)
-            if n == 0 and wait > 0:
-                # liblsl's chunk pull waits for a full buffer; wait for one
-                # sample only, then take whatever else is already there.
-                n = self._pull(0, 1, wait)
-                if n:
-                    n += self._pull(1, cap - 1, 0.0)
-        except LostError:
-            self._lost(source)
-        return n
+            return self._puller.pull(source.inlet, wait)
+        except ConnectionLostError as exc:
+            self._lost(source, exc)
+            return 0
 
-    def _lost(self, source: _Source) -> None:
+    def _lost(self, source: _Source, exc: ConnectionLostError) -> None:
         if not self._settings["reconnect"]:
             raise ConnectionLostError(
-                f"LSL {source.what} {source.name!r} was lost (its outlet went away); "
-                "configure(reconnect=True) waits for it to come back"
+                f"{exc}; configure(reconnect=True) waits for it to come back"
             ) from None
         source.lose()
 
@@ -575,15 +486,8 @@ class LSLAmp(Amplifier):
         """
         if not self.running:
             raise StateError("get_data() before start()")
-        n = self._read()
-        if n * 2 > self._capacity:
-            # Mostly full: hand the buffer itself out and pull into a new one.
-            data = self._buf[:n]
-            self._buf = np.empty_like(self._buf)
-            self._data_ptr = ctypes.c_void_p(self._buf.ctypes.data)
-        else:
-            data = self._buf[:n].copy()
-        stamps = self._ts[:n].copy()
+        data, stamps = self._puller.take(self._read())
+        n = len(stamps)
         if n and self._floor is not None:
             fixed, self._next_estimate = stamp_unanchored(
                 stamps, self._floor, 1.0 / self.fs, self._next_estimate
@@ -608,7 +512,7 @@ class LSLAmp(Amplifier):
             t0 = float(stamps[0])
             if self.regular and self._last_ts is not None:
                 step = t0 - self._last_ts
-                if step > max(0.25, 10.0 / self.fs):
+                if step > self._gap:
                     missing = max(1, round(step * self.fs) - 1)
                     logger.warning(
                         "LSL stream %r: about %d samples (%.3f s) missing before t=%.3f",
@@ -637,13 +541,13 @@ class LSLAmp(Amplifier):
             return
         try:
             while True:
-                samples, stamps = source.inlet.pull_chunk(timeout=0.0, max_samples=256)
+                samples, stamps = pull_values(source.inlet, 256, source.name)
                 if not stamps:
                     return
                 for sample, t in zip(samples, stamps, strict=True):
                     self._pending.append((float(t), _marker_text(sample)))
-        except LostError:
-            self._lost(source)
+        except ConnectionLostError as exc:
+            self._lost(source, exc)
 
     def get_timestamps(self) -> np.ndarray | None:
         """The stream's own times (time-corrected) of the last block's samples."""
@@ -667,7 +571,7 @@ class LSLAmp(Amplifier):
     @staticmethod
     def is_available() -> bool:
         """Whether any LSL stream is visible within half a second."""
-        return bool(_find("", 0.5))
+        return bool(find_streams("", 0.5))
 
     def _release(self) -> None:
         # pylsl destroys inlets when their objects are collected.
