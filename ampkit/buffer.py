@@ -729,6 +729,8 @@ class StreamWatcher(_Watcher):
     def _take_numeric(self, inlet: Any) -> tuple[np.ndarray, np.ndarray, bool]:
         puller: ChunkPuller = self._puller  # type: ignore[assignment]
         n = puller.pull(inlet)
+        if not n:  # the common case of a tight update() loop: no copies
+            return puller.data[:0], puller.stamps[:0], False
         data, times = puller.take(n)
         return data, times, n == puller.rows
 
