@@ -10,13 +10,17 @@ libmushu amplifier, and it adds:
   from arrival times otherwise (:class:`ampkit.timestamps.SampleClock`, which
   follows the device's real rate), with gap detection; the device's measured
   rate is :attr:`AmpDecorator.effective_rate`;
-* :meth:`AmpDecorator.get_block`, the richer read: a :class:`Block` of data,
-  timestamps and markers with absolute times;
+* :meth:`AmpDecorator.get_block`, the richer read: a
+  :class:`~ampkit.block.Block` of data, timestamps and markers with
+  absolute times;
 * markers from other threads and programs (:meth:`AmpDecorator.add_marker`),
   placed at the right sample;
-* *services* started by :meth:`AmpDecorator.start` and stopped by
+* *services* (:class:`ampkit.block.Service`) opened by
+  :meth:`AmpDecorator.start` from its options, or by
+  :meth:`AmpDecorator.add_service` while running, and closed by
   :meth:`AmpDecorator.stop`: each sees every block (recording, LSL
-  publishing) or feeds markers (network marker servers).
+  publishing, watchers) or feeds markers (network marker servers). The
+  decorator knows none of them by name: :mod:`ampkit.services` finds them.
 """
 
 from __future__ import annotations
