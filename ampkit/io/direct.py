@@ -62,13 +62,13 @@ class _Slab:
     """A buffer that blocks are copied into, one after the other, with
     room for their timestamps.
 
-    The filling thread fills it (``used`` floats, ``rows`` timestamps) and
-    retires it when the next block does not fit; the releasing thread counts
-    the blocks written (``pending``). Retired with nothing pending, it is
-    free for reuse.
+    The filling thread fills it (``used`` floats, ``rows`` timestamps,
+    ``copied`` blocks) and retires it when the next block does not fit; the
+    releasing thread counts the blocks written (``written``). Retired with
+    every block written, it is free for reuse.
     """
 
-    __slots__ = ("array", "stamps", "used", "rows", "pending", "retired")
+    __slots__ = ("array", "stamps", "used", "rows", "copied", "written", "retired")
 
     def __init__(self, n_floats: int, width: int) -> None:
         # Page-aligned, for writes straight from it; from the heap (not a
@@ -80,8 +80,7 @@ class _Slab:
         # page fault per block (freed memory handed back to the system and
         # faulted in again).
         self.stamps = np.empty(n_floats // width + 1, np.float64)
-        self.used = self.rows = 0
-        self.pending = 0
+        self.used = self.rows = self.copied = self.written = 0
         self.retired = False
 
 
@@ -134,8 +133,10 @@ class BlockBuffers:
             skip = self._floats % _PAGE_FLOATS
             with self._lock:
                 if slab is not None:
+                    # ``copied`` is final now: only this thread changes it,
+                    # and no block goes into a retired slab.
                     slab.retired = True
-                    if not slab.pending:
+                    if slab.written == slab.copied:
                         self._keep(slab)
                 slab = self._take(need + skip)
             slab.used, slab.rows = skip, 0
@@ -146,17 +147,18 @@ class BlockBuffers:
         np.copyto(stamps, timestamps, casting="unsafe")
         slab.used += need
         slab.rows += n
+        slab.copied += 1
         self._floats += need
-        with self._lock:
-            slab.pending += 1
         return view, stamps, slab
 
     def release(self, tokens: Iterable[Any]) -> None:
         """The copies of these :meth:`copy` calls are written: their memory may be reused."""
         with self._lock:
             for slab in tokens:
-                slab.pending -= 1
-                if slab.retired and not slab.pending:
+                slab.written += 1
+                # Read ``copied`` only once retired (set under this lock,
+                # after the last copy): then it no longer changes.
+                if slab.retired and slab.written == slab.copied:
                     self._keep(slab)
 
     def _take(self, need: int) -> _Slab:
@@ -169,7 +171,7 @@ class BlockBuffers:
 
     def _keep(self, slab: _Slab) -> None:
         """Keep a written, retired buffer for reuse (lock held)."""
-        slab.used = slab.rows = slab.pending = 0
+        slab.used = slab.rows = slab.copied = slab.written = 0
         slab.retired = False
         if self._spare_bytes + slab.array.nbytes <= self.keep_bytes:
             self.spare.append(slab)
