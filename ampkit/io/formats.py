@@ -181,7 +181,7 @@ def open_writer(
 
 
 def read(path: os.PathLike | str, *, stream: str | None = None,
-         stim_channel: str | list[str] | None = "auto") -> Recording:
+         stim_channel: str | list[str] | None = "auto", **options: Any) -> Recording:
     """Read a recording in any format ampkit writes, or written by other software.
 
     Parameters
@@ -198,6 +198,8 @@ def read(path: os.PathLike | str, *, stream: str | None = None,
         EDF/BDF only: the trigger channels decoded into markers. ``'auto'``
         takes channels named ``Status`` or ``TRIGGER`` (any case), as MNE
         does; None decodes none.
+    **options
+        Options of an installed format's reader (its ``read_options``).
 
     Returns
     -------
@@ -220,7 +222,7 @@ def read(path: os.PathLike | str, *, stream: str | None = None,
     >>> raw = ampkit.io.read('session1.bdf').to_mne()      # doctest: +SKIP
     """
     fmt = format_for(path)
-    given: dict[str, Any] = {}
+    given: dict[str, Any] = dict(options)
     if stream is not None:
         given["stream"] = stream
     if stim_channel != "auto":

@@ -62,15 +62,16 @@ TSV = '''
             os.close(self.fd)
 
 
-    def read_tsv(path):
+    def read_tsv(path, skip=0):
         lines = open(path).read().splitlines()
+        lines = lines[:1] + lines[1 + skip:]
         data = np.array([[float(v) for v in line.split("\\t")] for line in lines[1:]],
                         np.float32).reshape(-1, len(lines[0].split("\\t")))
         return Recording(data, 100.0, lines[0].split("\\t"), ["µV"] * data.shape[1],
                          path=path, format="tsv")
 
 
-    TSV = Format("tsv", "TSV", (".tsv",), TSVWriter, read_tsv, ("decimals",))
+    TSV = Format("tsv", "TSV", (".tsv",), TSVWriter, read_tsv, ("decimals",), ("skip",))
     STEALS_BDF = Format("bdf2", "BDF2", (".bdf",), TSVWriter, read_tsv)
 '''
 
@@ -98,6 +99,9 @@ def test_a_format_from_an_entry_point_records_and_reads(install_plugin, tmp_path
     assert rec.data.shape == (n, 2)
     with pytest.raises(ConfigurationError, match="stream= applies to XDF"):
         ampkit.io.read(path, stream="EEG")
+    assert ampkit.io.read(path, skip=5).data.shape == (n - 5, 2)  # the format's own option
+    with pytest.raises(ConfigurationError, match="skip= applies to TSV files only"):
+        ampkit.io.read(tmp_path / "x.xdf", skip=5)
     writer = open_writer(tmp_path / "two.tsv", Header(["a"], 10.0), decimals=1)
     writer.write(np.array([[1.25]], np.float32), np.zeros(1), [])
     writer.close()
