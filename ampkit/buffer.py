@@ -829,7 +829,8 @@ class AmpWatcher(_Watcher):
     >>> amp.start()
     >>> while aw.n_new < 100:
     ...     aw.update()
-    >>> amp.add_marker("go")
+    >>> amp.add_marker("go")   # True: accepted
+    True
     >>> aw.update()
     >>> amp.stop()
     >>> aw.get_last(100).shape

@@ -36,7 +36,7 @@ class LogThrottle:
     >>> import logging
     >>> warn = LogThrottle(logging.getLogger("ampkit"))
     >>> for i in range(1000):
-    ...     warn("marker %d is outside its block", i)   # logs the first only
+    ...     logged = warn("marker %d is outside its block", i)   # the first only
     >>> warn.held
     999
     """

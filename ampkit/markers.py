@@ -219,7 +219,7 @@ class MarkerServers(Closing):
     --------
     >>> got = []
     >>> with MarkerServers(lambda text, t: got.append(text), port=0) as servers:
-    ...     send_marker("S 1", *servers.addresses["tcp"])
+    ...     sent_at = send_marker("S 1", *servers.addresses["tcp"])
     """
 
     def __init__(

@@ -189,8 +189,8 @@ class SampleClock:
     --------
     >>> clock = SampleClock(100.0)
     >>> ts, gap = clock.stamp(5, arrival=10.0)
-    >>> ts
-    array([9.96, 9.97, 9.98, 9.99, 10.  ])
+    >>> ts.round(2).tolist()
+    [9.96, 9.97, 9.98, 9.99, 10.0]
     """
 
     def __init__(
