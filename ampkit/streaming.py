@@ -531,7 +531,8 @@ class StreamingAmp(Amplifier):
             if not self._accepting:
                 return
             self._queue.extend(entries)
-            self._queued += sum(len(entry[0]) for entry in entries)
+            for entry in entries:
+                self._queued += len(entry[0])
             limit = max(int(self.buffer_seconds * layout.fs), len(entries[-1][0]))
             if self._queued > limit:
                 self._overflow(limit)
@@ -595,17 +596,20 @@ class StreamingAmp(Amplifier):
             raise StateError("get_data() before start()")
         reader, layout = self._reader, self.layout
         assert reader is not None and layout is not None
-        blocks = self._take(len(layout.channels))
+        # (A look without the lock first: nothing queued is the usual case
+        # of a caller reading in a loop.)
+        blocks = self._take(len(layout.channels)) if self._queue else []
         if not blocks:
             # Wait for data reading the transport here (see StreamReader).
             deadline = local_clock() + self.wait
             reader.read(self.wait)
+            blocks = self._take(len(layout.channels))
+        if not blocks:  # the thread may deliver yet (it held the transport)
             with self._cond:
-                if not self._queue:
-                    self._cond.wait_for(
-                        lambda: self._queue or not reader.alive or self._ended,
-                        max(0.0, deadline - local_clock()),
-                    )
+                self._cond.wait_for(
+                    lambda: self._queue or not reader.alive or self._ended,
+                    max(0.0, deadline - local_clock()),
+                )
             blocks = self._take(len(layout.channels))
         if not blocks:
             self._raise_failure(reader)
