@@ -3,7 +3,8 @@
 This is libmushu's ``Amplifier`` kept member for member, so drivers and
 scripts written for libmushu port mechanically, plus a context manager,
 :meth:`Amplifier.close` and optional hooks (:meth:`Amplifier.get_units`,
-:meth:`Amplifier.get_timestamps` and :meth:`Amplifier.get_effective_rate`).
+:meth:`Amplifier.get_timestamps`, :meth:`Amplifier.get_effective_rate` and
+:meth:`Amplifier.get_impedances`).
 
 A driver author writes a subclass that talks to one device. Everything generic
 -- network markers, recording, timestamps, live buffers, LSL -- is added by
@@ -63,7 +64,8 @@ class Amplifier(Closing, metaclass=ABCMeta):
     :meth:`get_sampling_frequency` (creating a driver that lacks one raises
     a ``TypeError`` naming what is missing); usually :meth:`configure` and
     :meth:`is_available`, and optionally the hooks :meth:`get_units`,
-    :meth:`get_timestamps`, :meth:`get_effective_rate` and :meth:`close`.
+    :meth:`get_timestamps`, :meth:`get_effective_rate`, :meth:`get_impedances`
+    and :meth:`close`.
 
     The life cycle is::
 
@@ -210,6 +212,19 @@ class Amplifier(Closing, metaclass=ABCMeta):
         estimates the real rate (with :class:`ampkit.timestamps.SampleClock`)
         returns it here; the decorator shows it and recordings store it. The
         default returns ``None``: not measured by the driver.
+        """
+        return None
+
+    def get_impedances(self) -> np.ndarray | None:
+        """Return electrode impedances in kΩ, one per channel of ``get_channels()``.
+
+        A driver whose device measures impedance overrides this (``ampkit
+        impedance DRIVER`` shows the values live). Called while stopped, it
+        measures on its own (switching the device to an impedance mode if it
+        has one, and back) and leaves the device stopped; while acquiring it
+        may return what the stream carries, or raise
+        :class:`~ampkit.errors.StateError`. NaN marks a channel not measured.
+        The default returns ``None``: this driver cannot measure impedance.
         """
         return None
 

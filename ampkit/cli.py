@@ -8,6 +8,7 @@
     ampkit plot FILE [-o out.png]                 draw a recording
     ampkit record DRIVER [-c key=value ...] [-d SECONDS] [-o BASE] [--marker-port P]
     ampkit stream DRIVER [-c key=value ...] [--name NAME] [-d SECONDS] [--marker-port P]
+    ampkit impedance DRIVER [-c key=value ...] [-n COUNT] [--interval S]   electrode impedances
     ampkit sim DEVICE ...                         run a device simulator
     ampkit marker TEXT [--udp] [--host H] [--port P]   send a marker to a running amp
     ampkit serve [DRIVER] [-c key=value ...] [--port 8080] [--name NAME] [--log-port P | --no-log]
@@ -93,6 +94,17 @@ def _seconds(text: str, zero: bool = False) -> float:
 
 def _start_seconds(text: str) -> float:
     return _seconds(text, zero=True)
+
+
+def _count(text: str) -> int:
+    """An argparse type: a positive whole number."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
+    return value
 
 
 def _port(text: str, lowest: int = 0) -> int:
@@ -417,6 +429,47 @@ def cmd_record(args: argparse.Namespace) -> int:
     return _run(amp, args, options)
 
 
+def _impedance_text(value: float) -> str:
+    if math.isnan(value):
+        return "-"
+    return "open" if math.isinf(value) else f"{value:.1f}"
+
+
+def cmd_impedance(args: argparse.Namespace) -> int:
+    """Show a driver's electrode impedances per channel in kΩ, measured again
+    every --interval seconds (in place on a terminal, a line each otherwise)."""
+    amp = _open_amp(args)
+    try:
+        channels = amp.get_channels()
+        width = max((len(c) for c in channels), default=1)
+        tty = sys.stdout.isatty()
+        shown = 0
+        with _sigterm_event() as stopping:
+            try:
+                while not stopping.is_set() and (args.count is None or shown < args.count):
+                    values = amp.get_impedances()
+                    if values is None:
+                        raise ConfigurationError(
+                            f"driver {args.driver!r} cannot measure impedance (it has no "
+                            "get_impedances())")
+                    pairs = [(c, _impedance_text(float(v)))
+                             for c, v in zip(channels, values, strict=False)]
+                    if tty:  # the table again, in place
+                        up = f"\033[{len(pairs)}F" if shown else ""
+                        print(up + "\n".join(f"{c:<{width}} {t:>8} kΩ\033[K" for c, t in pairs),
+                              flush=True)
+                    else:
+                        print("  ".join(f"{c} {t}" for c, t in pairs) + "  kΩ", flush=True)
+                    shown += 1
+                    if args.count is None or shown < args.count:
+                        stopping.wait(args.interval)
+            except KeyboardInterrupt:
+                pass
+    finally:
+        amp.close()
+    return 0
+
+
 def cmd_marker(args: argparse.Namespace) -> int:
     """Send one marker to a running amp's marker server."""
     from ampkit.markers import send_marker
@@ -626,6 +679,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--overwrite", action="store_true", help="replace an existing recording")
     p.set_defaults(func=cmd_record)
+
+    p = sub.add_parser("impedance", help="show a driver's electrode impedances live (kΩ)")
+    _add_config_args(p)
+    p.add_argument("-n", "--count", type=_count, metavar="N",
+                   help="measurements to show (default: until Ctrl-C)")
+    p.add_argument("--interval", type=_start_seconds, default=0.5, metavar="S",
+                   help="seconds between measurements (default 0.5)")
+    p.set_defaults(func=cmd_impedance)
 
     p = sub.add_parser("marker", help="send a marker to a running amp (TCP, or UDP)")
     p.add_argument("text", help="the marker, e.g. 'S 1'")

@@ -197,6 +197,10 @@ class AmpDecorator(Amplifier):
         """The driver's channel units."""
         return list(self.amp.get_units())
 
+    def get_impedances(self) -> np.ndarray | None:
+        """The driver's electrode impedances in kΩ (None: it cannot measure them)."""
+        return self.amp.get_impedances()
+
     def is_available(self) -> bool:  # type: ignore[override]
         """Whether the wrapped driver's device is reachable."""
         return bool(self.amp.is_available())

@@ -39,13 +39,14 @@ logger = logging.getLogger("ampkit")
 #: The entry-point group drivers register in.
 ENTRY_POINT_GROUP = "ampkit.drivers"
 
-#: libmushu's driver names and the ampkit names they stand for.
+#: libmushu's driver names and the ampkit names they stand for (``gusbamp``
+#: kept its name).
 ALIASES = {
     "randomamp": "random",
     "sinusamp": "sine",
     "replayamp": "replay",
     "lslamp": "lsl",
-    "gusbamp": "gusb",
+    "gusbamp": "gusbamp",
 }
 
 
@@ -62,7 +63,8 @@ def _resolve(name: str) -> tuple[str, EntryPoint]:
     eps = _entry_points()
     key = name if name in eps else ALIASES.get(name, name)
     if key not in eps:
-        known = sorted(eps) + sorted(a for a, target in ALIASES.items() if target in eps)
+        known = sorted(eps) + sorted(
+            a for a, target in ALIASES.items() if target in eps and a not in eps)
         alias = f" (libmushu name for {key!r}, which is not installed)" if name in ALIASES else ""
         raise UnknownDriverError(
             f"no amplifier driver named {name!r}{alias}; known drivers: {', '.join(known)}"

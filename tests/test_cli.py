@@ -290,3 +290,19 @@ def test_share_reaches_other_processes(command):
 ])
 def test_share_option_errors(args, says):
     assert says in one_line_error(ampkit_cmd(*args))
+
+
+def test_impedance_shows_each_channel_in_kohm(capsys):
+    assert main(["impedance", "gusbamp", "-c", "backend=emulator", "-c", "channels=[1, 7]",
+                 "-n", "2", "--interval", "0"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == ["Ch1 3.0  Ch7 9.0  kΩ"] * 2  # the emulated amp: 2 + channel kΩ
+
+
+def test_impedance_of_a_driver_that_cannot_measure_it(capsys):
+    assert main(["impedance", "random", "-n", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err == "ampkit impedance: driver 'random' cannot measure impedance (it has no " \
+        "get_impedances())\n"
+    assert main(["impedance", "gusbamp", "-n", "0"]) == 2
+    assert "positive whole number" in capsys.readouterr().err

@@ -29,7 +29,7 @@ LAYERS: list[tuple[str, list[str]]] = [
     ]),
     ("codecs, files, network", [
         "ampkit.protocols", "ampkit.codec", "ampkit.io", "ampkit.markers", "ampkit.lsl",
-        "ampkit.listener", "ampkit.transport", "ampkit.reader", "ampkit.shared",
+        "ampkit.listener", "ampkit.transport", "ampkit.usb", "ampkit.reader", "ampkit.shared",
     ]),
     ("contract and decorator", [
         "ampkit.amplifier", "ampkit.streaming", "ampkit.services", "ampkit.decorator",
