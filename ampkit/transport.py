@@ -21,8 +21,8 @@ happened.
 :class:`TCPTransport` (a non-blocking socket of its own), anything else goes
 to pyserial's ``serial_for_url`` (device names such as ``/dev/ttyUSB0`` or
 ``COM3``, ptys, ``socket://host:port``, ``loop://``, ``spy://...``) as a
-:class:`SerialTransport`. A USB bulk endpoint (pyusb's ``Endpoint.read(buffer,
-timeout)`` fills a caller's buffer the same way) is the next transport.
+:class:`SerialTransport`. A USB bulk endpoint is
+:class:`ampkit.usb.USBTransport`.
 """
 
 from __future__ import annotations
