@@ -46,7 +46,8 @@ HERE = Path(__file__).resolve().parent
 os.environ["LSLAPICFG"] = str(HERE.parent / "tests" / "lsl-loopback.cfg")
 os.environ.setdefault("AMPKIT_MARKER_PORT", "0")  # a free port, not 12344
 
-CLK_TCK = os.sysconf("SC_CLK_TCK")
+from bench_overhead import tree_cpu  # noqa: E402
+
 FS = 38400
 
 BARE = r"""
@@ -123,22 +124,6 @@ seconds = float(sys.argv[1])
 FS = {FS}
 emulator = GUSBampEmulator()
 """
-
-
-def tree_cpu(session: int) -> float:
-    """CPU seconds (user + system) of a session's processes other than its leader."""
-    total = 0
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2 :].split()
-        if int(fields[3]) == session and int(entry) != session:
-            total += int(fields[11]) + int(fields[12])
-    return total / CLK_TCK
 
 
 def run_case(kind: str, seconds: float) -> dict[str, float]:

@@ -47,6 +47,15 @@ def read_frames(device, n, size=4096, timeout=2.0):
     return bytes(raw), sizes
 
 
+def check_frames(emulator, raw):
+    """``raw`` is the amp's stream from its first frame (up to a partial last
+    frame); returns the frames."""
+    n = len(raw) // proto.FRAME_BYTES
+    frames = np.frombuffer(raw[: n * proto.FRAME_BYTES], "<f4").reshape(n, 17)
+    np.testing.assert_array_equal(frames, emulator.amp.frames(0, n))
+    return frames
+
+
 def usb_errno(info):
     return info.value.errno
 
@@ -132,9 +141,7 @@ def test_streams_exact_frames_in_blocks():
     emulator = GUSBampEmulator(block_frames=8)
     device = started(emulator, fs=512)
     raw, sizes = read_frames(device, 100)
-    n = len(raw) // proto.FRAME_BYTES
-    frames = np.frombuffer(raw, "<f4").reshape(n, 17)
-    np.testing.assert_array_equal(frames, emulator.amp.frames(0, n))
+    frames = check_frames(emulator, raw)
     assert all(s % (8 * proto.FRAME_BYTES) == 0 for s in sizes)
     # Channel c is 100 c plus a ramp of 1/1024 per frame; the trigger its pattern.
     assert frames[3, 4] == np.float32(500 + 3 / 1024)
@@ -236,10 +243,7 @@ def test_stalled_endpoint_until_cleared_loses_nothing():
         assert usb_errno(info) == errno.EPIPE
     device.clear_halt(proto.ENDPOINT)
     rest, _ = read_frames(device, 20)
-    raw = first + rest
-    n = len(raw) // 68
-    np.testing.assert_array_equal(np.frombuffer(raw[: n * 68], "<f4").reshape(n, 17),
-                                  emulator.amp.frames(0, n))
+    check_frames(emulator, first + rest)
 
 
 def test_stalled_control_transfer():
@@ -260,9 +264,7 @@ def test_short_reads_split_frames_but_lose_nothing():
     emulator.amp.short_reads(10)
     raw, sizes = read_frames(device, 200)
     assert sum(1 for s in sizes[:10] if s % 68) == 10
-    n = len(raw) // 68
-    np.testing.assert_array_equal(np.frombuffer(raw[: n * 68], "<f4").reshape(n, 17),
-                                  emulator.amp.frames(0, n))
+    check_frames(emulator, raw)
 
 
 def test_timeouts():
