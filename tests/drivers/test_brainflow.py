@@ -19,6 +19,8 @@ import pytest
 
 pytest.importorskip("brainflow.board_shim")
 
+from reading import read_until  # noqa: E402
+
 import ampkit  # noqa: E402
 from ampkit.clock import local_clock  # noqa: E402
 from ampkit.drivers.brainflow import (  # noqa: E402
@@ -175,14 +177,8 @@ def test_playback_markers_survive_looping(tmp_path):
     assert got == once + [(50 + row, text) for row, text in once]
 
 
-def collect(amp, n: int, limit: float = 10.0):
-    blocks, got = [], 0
-    deadline = local_clock() + limit
-    while got < n:
-        assert local_clock() < deadline, f"only {got} of {n} samples arrived"
-        blocks.append(amp.get_block())
-        got += len(blocks[-1])
-    return np.concatenate([b.data for b in blocks])
+def collect(amp, n: int):
+    return read_until(amp, n)[0]
 
 
 def test_cyton_board_reads_the_simulator_and_notices_it_unplugged():

@@ -7,6 +7,7 @@ import time
 
 import numpy as np
 import pytest
+from reading import read_until
 
 import ampkit
 from ampkit.block import GAP_MARKER
@@ -23,17 +24,7 @@ from ampkit.sim.cyton import CytonSimulator
 GAINS8 = [1, 2, 4, 6, 8, 12, 24, 24]
 
 
-def collect(amp, rows: int, limit: float = 10.0):
-    """Read blocks until ``rows`` samples arrived; return data and (row, text) markers."""
-    data, markers, got = [], [], 0
-    deadline = time.monotonic() + limit
-    while got < rows:
-        assert time.monotonic() < deadline, f"only {got} of {rows} samples arrived"
-        block = amp.get_block()
-        markers += [(got + r, text) for r, text in block.marker_samples()]
-        data.append(block.data)
-        got += len(block)
-    return np.concatenate(data), markers
+collect = read_until
 
 
 def wait_for(condition, limit: float = 5.0) -> None:

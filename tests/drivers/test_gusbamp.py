@@ -9,6 +9,7 @@ import pytest
 import scipy.signal
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from reading import read_until
 
 import ampkit
 from ampkit.block import GAP_MARKER
@@ -33,18 +34,7 @@ def make(emulator=None, **config):
     return ampkit.get_amp("gusbamp", backend=emulator, **config), emulator
 
 
-def collect(amp, n, timeout=10.0):
-    """Read blocks until ``n`` samples came: (data, [(row, text)]), each
-    marker on the row of the sample it was put on."""
-    datas, markers, rows = [], [], 0
-    deadline = time.monotonic() + timeout
-    while rows < n:
-        assert time.monotonic() < deadline, f"only {rows} of {n} samples within {timeout} s"
-        block = amp.get_block()
-        markers += [(rows + row, text) for row, text in block.marker_samples()]
-        datas.append(block.data)
-        rows += len(block)
-    return np.concatenate(datas), markers
+collect = read_until
 
 
 def trigger_markers(emulator, n):

@@ -7,6 +7,7 @@ import time
 
 import numpy as np
 import pytest
+from reading import read_until
 
 import ampkit
 from ampkit.block import GAP_MARKER
@@ -39,17 +40,9 @@ def make_sim(dtype="float32", **kw):
     return RDASimulator(**options)
 
 
-def collect(amp, n, timeout=20.0):
-    """Read until ``n`` samples came: (data, [(row, text)])."""
-    datas, markers, rows = [], [], 0
-    deadline = time.monotonic() + timeout
-    while rows < n:
-        assert time.monotonic() < deadline, f"only {rows} of {n} samples within {timeout} s"
-        data, block_markers = amp.get_data()
-        markers += [(rows + round(ms * FS / 1000.0), text) for ms, text in block_markers]
-        datas.append(data)
-        rows += len(data)
-    return np.concatenate(datas), markers
+def collect(amp, n):
+    """Read the undecorated driver until ``n`` samples came: (data, [(row, text)])."""
+    return read_until(amp, n, 20.0, fs=FS)
 
 
 def rows_until_error(amp, error, match):
