@@ -23,7 +23,9 @@ beyond it (never reads past what is committed); fence; reads (or copies) the
 rows; fence; loads ``claimed`` and discards the read if ``a < claimed -
 n_rows`` (the writer may have been writing those rows meanwhile: overrun,
 counted). The writer never waits for anybody, so a reader cannot slow it
-down, and the writer's work is the same for one reader or a hundred.
+down, and the writer's work is the same for one reader or a hundred: after
+a commit it makes one ``FUTEX_WAKE`` system call for all the readers asleep
+waiting for it, or none when none is (:mod:`ampkit.shared.waiting`).
 
 Why that holds without atomics in Python:
 

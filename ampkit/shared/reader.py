@@ -46,7 +46,7 @@ from ampkit.shared.segment import (
     fence,
     open_segment,
 )
-from ampkit.shared.waiting import CommitWaiter, precise_sleeps
+from ampkit.shared.waiting import waiter_for
 
 __all__ = ["attach", "SharedReader"]
 
@@ -238,7 +238,7 @@ class SharedReader(_Watcher):
         self._next = self._words[WRITTEN]
         self._mnext = self._words[M_WRITTEN]
         self._warn_overrun = LogThrottle(self.logger)
-        self._waiter = CommitWaiter(self._words)
+        self._waiter = waiter_for(segment)
         self.connected = True
 
     def __repr__(self) -> str:
@@ -524,10 +524,9 @@ class SharedReader(_Watcher):
             Seconds to wait at most.
         sleep : float, optional
             Seconds between two looks (rdaclient's parameter). By default the
-            reader sleeps until shortly before the writer's next block is due
-            (the writer publishes its rhythm) and looks closely only then:
-            low latency without spinning all the time (see
-            :mod:`ampkit.shared.waiting`).
+            reader sleeps until the writer's next commit wakes it (a futex;
+            see :mod:`ampkit.shared.waiting`): no looks, no latency added by
+            an interval.
 
         Returns
         -------
@@ -553,19 +552,26 @@ class SharedReader(_Watcher):
             return None
         deadline = time.monotonic_ns() + int(timeout * _NS)
         words = self._words
-        with precise_sleeps():
+        waiter = self._waiter
+        if sleep is not None:
+            while True:
+                if sampleEnd <= words[WRITTEN]:
+                    return self.get_data(sampleStart, sampleEnd)  # None if overwritten
+                self._check_writer()
+                if time.monotonic_ns() >= deadline:
+                    return None
+                time.sleep(sleep)
+        with waiter.waiting():
             while True:
                 written = words[WRITTEN]
                 if sampleEnd <= written:
-                    return self.get_data(sampleStart, sampleEnd)  # None if overwritten
+                    break
                 self._check_writer()
                 now = time.monotonic_ns()
                 if now >= deadline:
                     return None
-                if sleep is not None:
-                    time.sleep(sleep)
-                else:
-                    self._waiter.pause(now, deadline, written)
+                waiter.pause(written, deadline - now)
+        return self.get_data(sampleStart, sampleEnd)  # None if overwritten
 
     def poll(
         self, nSamples: int, timeout: float = 10.0, sleep: float | None = None  # noqa: N803
@@ -600,7 +606,7 @@ class SharedReader(_Watcher):
         if not self.connected:
             return
         self.connected = False
-        del self._words, self._data, self._times, self._slots
+        del self._words, self._data, self._times, self._slots, self._waiter
         self.segment.close()
 
 

@@ -73,6 +73,7 @@ __all__ = [
     "create_segment",
     "open_segment",
     "fence",
+    "full_fence",
     "writer_alive",
 ]
 
@@ -86,7 +87,7 @@ PREFIX = "ampkit-"
 #: First 8 bytes of every ampkit segment.
 MAGIC = int.from_bytes(b"ampkitSH", "little")
 #: Layout version; a reader refuses another one.
-VERSION = 1
+VERSION = 2
 _PAGE = 4096
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
 
@@ -153,10 +154,10 @@ class Header(ctypes.Structure):
         ("written", ctypes.c_uint64),  # samples committed: readable are < this
         ("marker_claimed", ctypes.c_uint64),
         ("marker_written", ctypes.c_uint64),
-        ("commit_ns", ctypes.c_uint64),  # monotonic_ns of the newest commit
-        ("due_ns", ctypes.c_uint64),  # when the next commit is expected (0: unknown)
-        ("period_ns", ctypes.c_uint64),  # mean time between commits
-        ("jitter_ns", ctypes.c_uint64),  # mean deviation of commits from due_ns
+        ("_pad2", ctypes.c_uint8 * 32),
+        # -- written by readers (320: its own cache line) --
+        ("waiters", ctypes.c_uint32),  # readers in (or about to enter) FUTEX_WAIT
+        ("_pad3", ctypes.c_uint8 * 60),
     ]
 
 
@@ -171,10 +172,12 @@ CLAIMED = _word("claimed")
 WRITTEN = _word("written")
 M_CLAIMED = _word("marker_claimed")
 M_WRITTEN = _word("marker_written")
-COMMIT_NS = _word("commit_ns")
-DUE_NS = _word("due_ns")
-PERIOD_NS = _word("period_ns")
-JITTER_NS = _word("jitter_ns")
+WAITERS = _word("waiters")  # the uint32 count is the low half of this word
+#: Byte offsets in the header of the futex words: readers wait on the low
+#: 32 bits of ``written`` (they change with every commit), and count
+#: themselves in ``waiters``.
+WRITTEN_OFFSET = Header.written.offset
+WAITERS_OFFSET = Header.waiters.offset
 
 
 # -- memory ordering ---------------------------------------------------------
@@ -204,10 +207,27 @@ def _lock_fence() -> None:
 
 
 #: Order every memory access before the call before every access after it,
-#: as seen by other processes. Free on x86-64, a lock round trip elsewhere.
+#: as seen by other processes, except a store before it against a load after
+#: it on x86-64 (see :data:`full_fence`). Free on x86-64, a lock round trip
+#: elsewhere.
 fence: Callable[[], None] = (
     _no_fence if platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")
     else _lock_fence
+)
+
+def _locked_instruction() -> None:
+    """x86-64: a lock's acquire is a locked instruction (``lock cmpxchg``),
+    which drains the store buffer: a full barrier."""
+    with _fence_lock:
+        pass
+
+
+#: A full barrier, store-load included: x86-64 lets a load pass an earlier
+#: store (still in the store buffer), so :data:`fence` does not do; needed
+#: where a writer stores one word and then loads another that readers store
+#: (the commit, then the waiter count). About 0.3 µs on x86-64.
+full_fence: Callable[[], None] = (
+    _locked_instruction if fence is _no_fence else _lock_fence
 )
 
 
@@ -289,12 +309,24 @@ class Segment:
     data : ndarray, shape (n_rows + view_rows, n_channels)
     times : ndarray of float64, shape (n_rows + view_rows,)
     markers : ndarray of MARKER_DTYPE, shape (marker_slots,)
+    control_address : int
+        Address of the header in a writable mapping (the writer's, or a
+        reader's own mapping of the header page), for the futex system
+        calls; 0 when this process could only map the segment read-only.
     """
 
-    def __init__(self, path: Path, mm: mmap.mmap, writable: bool) -> None:
+    def __init__(
+        self, path: Path, mm: mmap.mmap, writable: bool, control: mmap.mmap | None = None
+    ) -> None:
         self.path = path
         self.mm = mm
         self.writable = writable
+        if writable:
+            control = mm
+        self.control = control
+        # Pins the mapping while its address is in use (close() drops it first).
+        self._pin = None if control is None else (ctypes.c_char * _PAGE).from_buffer(control)
+        self.control_address = 0 if self._pin is None else ctypes.addressof(self._pin)
         header = Header.from_buffer_copy(mm, 0)
         self.header = header
         meta = bytes(mm[header.meta_offset : header.meta_offset + header.meta_size])
@@ -340,6 +372,11 @@ class Segment:
         to call twice."""
         if self.mm.closed:
             return
+        self._pin = None
+        self.control_address = 0
+        if self.control is not None and self.control is not self.mm:
+            self.control.close()
+        self.control = None
         self.words.release()
         self.data = self.times = self.markers = None  # type: ignore[assignment]
         try:
@@ -573,7 +610,12 @@ def open_segment(name: str) -> Segment:
         A bad name.
     """
     path = segment_path(name)
-    fd = os.open(path, os.O_RDONLY)
+    try:
+        # Read-write only for the header page (see below).
+        fd = os.open(path, os.O_RDWR)
+    except PermissionError:
+        fd = os.open(path, os.O_RDONLY)
+    mm = control = None
     try:
         size = os.fstat(fd).st_size
         if size < _PAGE:
@@ -582,14 +624,20 @@ def open_segment(name: str) -> Segment:
                 "another program uses this name"
             )
         mm = mmap.mmap(fd, size, mmap.MAP_SHARED | mmap.MAP_POPULATE, mmap.PROT_READ)
+        _validate(path, Header.from_buffer_copy(mm, 0), size)
+        # The header page once more, writable, from the same open file (the
+        # name may meanwhile be another writer's): readers count themselves
+        # in ``waiters`` there before they sleep on ``written``.
+        with contextlib.suppress(PermissionError):
+            control = mmap.mmap(fd, _PAGE, mmap.MAP_SHARED)
+        return Segment(path, mm, writable=False, control=control)
+    except BaseException:
+        for m in (control, mm):
+            if m is not None:
+                m.close()
+        raise
     finally:
         os.close(fd)
-    try:
-        _validate(path, Header.from_buffer_copy(mm, 0), size)
-        return Segment(path, mm, writable=False)
-    except BaseException:
-        mm.close()
-        raise
 
 
 def _validate(path: Path, h: Header, size: int) -> None:

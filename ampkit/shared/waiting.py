@@ -1,211 +1,227 @@
-"""How a reader waits for the writer's next block: asleep, and awake just in time.
+"""How a reader waits for the writer's next block: asleep in the kernel, woken by the commit.
 
-Readers cannot be woken by the writer (it never makes a system call for
-them: its cost must not grow with their number), so they look. Looking all
-the time burns a core per reader; looking every 0.5 ms (rdaclient) adds a
-quarter of a millisecond of latency. So the writer publishes when its next
-block is due (:class:`CommitRhythm`: a phase-locked estimate of its own
-rhythm, which a late block does not shift, so the blocks that catch up after
-it are expected on time) and how much its blocks stray from that; a
-:class:`CommitWaiter` sleeps until shortly before then and looks closely only
-around that moment.
+Readers sleep in ``FUTEX_WAIT`` on the low 32 bits of the segment's
+``written`` counter, which change with every commit; the writer, after each
+commit, makes one ``FUTEX_WAKE`` system call that wakes them all -- but only
+when the header's ``waiters`` count says somebody may be asleep, so a writer
+nobody waits for makes no system call at all, and one with readers makes one
+per commit however many they are (the kernel's work inside that call grows
+with the sleepers it wakes).
 
-"Shortly before" is the jitter of the writer's rhythm plus how late this
-process wakes from a sleep (measured: on an idle virtual machine a 10 ms
-sleep can end a quarter of a millisecond late, however small the timer
-slack).
+No wake-up is lost: a reader
+
+1. adds 1 to ``waiters`` (an atomic add, done by the kernel: ``FUTEX_WAKE_OP``
+   on a word nobody waits on -- Python has no atomic instructions; a locked
+   instruction, so also a full barrier);
+2. sleeps with ``FUTEX_WAIT(written, w)``, where ``w`` is the count it found
+   too small: the kernel sleeps only if ``written`` still holds ``w``,
+   checked under its own lock;
+3. subtracts 1 from ``waiters`` when it leaves :meth:`FutexWaiter.waiting`.
+
+The writer stores ``written``, then a full barrier (:data:`~ampkit.shared.segment.full_fence`),
+then loads ``waiters``. Either it sees the reader's 1 and wakes -- a reader
+that went to sleep before the wake is woken, one that comes after it finds
+``written`` changed and does not sleep -- or it loaded 0 before the reader's
+add, and then the reader's step 2 reads the new ``written`` and returns at
+once. The futex is a shared one (no ``FUTEX_PRIVATE_FLAG``): the kernel keys
+it by the file and offset, so the writer's mapping and each reader's meet.
+
+A reader killed while asleep leaves ``waiters`` one too high for the rest of
+the writer's run: the writer then makes its one ``FUTEX_WAKE`` per commit
+although nobody sleeps (a few µs, the same as with one live reader, however
+many readers were killed). Each sleep ends after at most :data:`CHECK_EVERY`
+seconds, so that a reader notices a writer that died (its heartbeat stops).
+
+Where there is no futex (a CPU whose system call number is not known here,
+no ``syscall`` in the C library, a segment this process may only map
+read-only), :class:`NapWaiter` looks every :data:`NAP` seconds instead.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
+import os
+import platform
+import sys
 import time
 from collections.abc import Iterator
 from typing import Any
 
-from ampkit.shared.segment import DUE_NS, JITTER_NS, PERIOD_NS, WRITTEN, fence
+from ampkit.shared.segment import (
+    WAITERS,
+    WAITERS_OFFSET,
+    WRITTEN,
+    WRITTEN_OFFSET,
+    Segment,
+    full_fence,
+)
 
-__all__ = ["CommitRhythm", "CommitWaiter", "precise_sleeps"]
+__all__ = [
+    "CHECK_EVERY",
+    "NAP",
+    "FUTEX_AVAILABLE",
+    "FutexWaiter",
+    "NapWaiter",
+    "CommitSignal",
+    "waiter_for",
+]
 
 _NS = 1_000_000_000
-#: Extra lead (ns) on top of jitter and oversleep.
-MARGIN = 20_000
-#: Nap (ns) while looking closely around the due time.
-CLOSE_NAP = 40_000
-#: Look closely until this long (ns, plus twice the jitter) after a block was due.
-LATE = 100_000
-#: Naps (ns) while a block is overdue (the writer waits for its device, or paused).
-NAP_MIN, NAP_MAX = 100_000, 1_000_000
-#: Longest single sleep (ns): the writer's health is checked between sleeps.
-MAX_SLEEP = 50_000_000
-#: Nap (ns) before the writer's rhythm is known (fewer than two blocks).
-UNKNOWN_NAP = 200_000
-#: First guess of how late a sleep ends (ns), refined by every sleep by STEP.
-OVERSLEEP = 100_000
-STEP = 8_000
+#: Longest sleep (s) before a waiting reader checks the writer's health.
+CHECK_EVERY = 0.1
+#: Interval (s) of the fallback's looks: rdaclient looked every 0.5 ms.
+NAP = 0.0002
 
-# prctl(2) options: a thread's timer slack (how late the kernel may wake it).
-_PR_SET_TIMERSLACK, _PR_GET_TIMERSLACK = 29, 30
-_libc: Any = None
-with contextlib.suppress(OSError, AttributeError):
-    _libc = ctypes.CDLL(None, use_errno=True)
-    _libc.prctl  # noqa: B018 - present on Linux only
+# futex(2)
+_FUTEX_WAIT, _FUTEX_WAKE, _FUTEX_WAKE_OP = 0, 1, 5
+_FUTEX_OP_ADD = 1
+_INT_MAX = 2**31 - 1
+# The futex system call's number by CPU (Linux; asm-generic for the newer ones).
+_SYS_FUTEX = {"x86_64": 202, "amd64": 202, "aarch64": 98, "arm64": 98, "riscv64": 98}
 
 
-@contextlib.contextmanager
-def precise_sleeps() -> Iterator[None]:
-    """Let this thread's sleeps end within 1 µs of their time while waiting.
+class _Timespec(ctypes.Structure):
+    _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
 
-    Linux lets a sleeping thread wake up to its *timer slack* late (50 µs by
-    default), to batch wake-ups. The slack is the calling thread's own and
-    is put back afterwards.
-    """
-    if _libc is None:
-        yield
-        return
-    old = _libc.prctl(_PR_GET_TIMERSLACK, 0, 0, 0, 0)
-    _libc.prctl(_PR_SET_TIMERSLACK, 1000, 0, 0, 0)
+
+def _load_syscall() -> Any:
+    number = _SYS_FUTEX.get(platform.machine().lower())
+    if not sys.platform.startswith("linux") or number is None:
+        return None, 0
     try:
-        yield
-    finally:
-        if old > 0:
-            _libc.prctl(_PR_SET_TIMERSLACK, old, 0, 0, 0)
+        libc = ctypes.CDLL(None, use_errno=True)
+        call = libc.syscall
+    except (OSError, AttributeError):
+        return None, 0
+    call.restype = ctypes.c_long
+    call.argtypes = [ctypes.c_long, ctypes.c_void_p, ctypes.c_int, ctypes.c_uint32,
+                     ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint32]
+    return call, number
 
 
-class CommitRhythm:
-    """The writer's side: when its next commit is due.
-
-    Blocks come on the device's schedule, which their samples' timestamps
-    tell: the next block is due when its samples will have been taken (the
-    newest sample's time plus the mean time a block spans) plus the usual
-    delay from a sample's time to its commit (transport, decoding, the
-    decorator). A block held up for milliseconds (the CPUs were busy, the
-    device stalled) does not shift that schedule, so the blocks that come in
-    a burst after it are expected when they come. Both means are clipped to
-    a few jitters per step, so one late block moves them a little only. A
-    commit much earlier than due re-locks the delay at once (expecting blocks
-    too late would make readers sleep through them); commits more than four
-    periods late re-lock it when two in a row are as late (the delay changed
-    for good, not a stall followed by a burst).
-
-    Attributes
-    ----------
-    due : float
-        When the next commit is expected, ns on ``time.monotonic_ns()``
-        (0 until two commits were seen).
-    period : float
-        Mean time a block spans, ns.
-    delay : float
-        Usual time from a block's newest sample to its commit, ns.
-    jitter : float
-        Mean distance of commits from their due time (clipped), ns.
-    """
-
-    def __init__(self) -> None:
-        self.due = 0.0
-        self.period = 0.0
-        self.delay = 0.0
-        self.jitter = 0.0
-        self._last_t: float | None = None
-        self._late: float | None = None
-
-    def commit(self, now: int, newest: float) -> None:
-        """Count a commit at ``now`` (``time.monotonic_ns()``) of a block whose
-        newest sample was taken at ``newest`` (seconds on
-        :func:`ampkit.clock.local_clock`)."""
-        t = newest * 1e9
-        last_t, self._last_t = self._last_t, t
-        delay = now - t
-        if last_t is None:
-            self.delay = delay
-            return
-        span = t - last_t
-        if not self.period:
-            self.period = span
-        else:
-            self.period += (span - self.period) / 16
-            error = now - self.due
-            bound = 4 * self.jitter + MARGIN
-            if error > 4 * self.period:
-                # Far later than due: a stall (the next blocks come in a burst,
-                # each less late), or the delay changed for good (the next is
-                # as late): take it when two in a row say the same.
-                if self._late is not None and abs(delay - self._late) < bound:
-                    self.delay = delay
-                self._late = delay
-            elif error < -bound:
-                self.delay = delay  # much earlier: expecting blocks too late is worse
-                self._late = None
-            else:
-                self.jitter += (min(abs(error), bound) - self.jitter) / 8
-                self.delay += min(bound, delay - self.delay) / 8
-                self._late = None
-        self.due = t + self.period + self.delay
+_syscall, _SYS_futex = _load_syscall()
+#: Whether this platform has the futex system call (Linux on x86-64, aarch64, riscv64).
+FUTEX_AVAILABLE = _syscall is not None
 
 
-class CommitWaiter:
-    """Decide how long a reader sleeps before it looks for a new block again.
+def _futex_op(op: int, oparg: int) -> int:
+    """``FUTEX_OP(op, oparg, FUTEX_OP_CMP_EQ, 0)``: oparg is 12 bits, signed."""
+    return ((op & 0xF) << 28) | ((oparg & 0xFFF) << 12)
+
+
+_ADD_ONE = _futex_op(_FUTEX_OP_ADD, 1)
+_SUB_ONE = _futex_op(_FUTEX_OP_ADD, -1)
+
+
+def _add_waiters(address: int, op: int) -> None:
+    """Atomically add to the uint32 at ``address``: FUTEX_WAKE_OP with both
+    futexes on that word, which nobody waits on (so it wakes nobody)."""
+    if _syscall(_SYS_futex, address, _FUTEX_WAKE_OP, 0, None, address, op) < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"futex(FUTEX_WAKE_OP): {os.strerror(err)}")
+
+
+class FutexWaiter:
+    """A reader's wait for ``written`` to change: asleep until the writer's
+    commit wakes it (see the module's text).
 
     Parameters
     ----------
-    words : memoryview
-        The segment's header as uint64 words (the writer's rhythm is there).
-
-    Attributes
-    ----------
-    oversleep : int
-        How late this process's sleeps end, in ns: a running estimate of the
-        80th percentile.
+    segment : Segment
+        A segment with a writable mapping of its header (``control_address``).
     """
 
-    def __init__(self, words: memoryview) -> None:
-        self.words = words
-        self.oversleep = OVERSLEEP
+    def __init__(self, segment: Segment) -> None:
+        self.words = segment.words
+        base = segment.control_address
+        self._written = base + WRITTEN_OFFSET
+        self._waiters = base + WAITERS_OFFSET
+        self._timeout = _Timespec()
+        self._timeout_ref = ctypes.byref(self._timeout)
 
-    def pause(self, now: int, deadline: int, written: int) -> None:
-        """Sleep once, unless a block came after the caller looked.
+    @contextlib.contextmanager
+    def waiting(self) -> Iterator[None]:
+        """Counted as a waiter in the header within the block (the writer
+        wakes waiters only while it counts some)."""
+        _add_waiters(self._waiters, _ADD_ONE)
+        try:
+            yield
+        finally:
+            _add_waiters(self._waiters, _SUB_ONE)
+
+    def pause(self, written: int, timeout_ns: int) -> None:
+        """Sleep until ``written`` changes, or ``timeout_ns`` (capped at
+        :data:`CHECK_EVERY`) passed, or a signal came. Only within
+        :meth:`waiting`.
 
         Parameters
         ----------
-        now, deadline : int
-            ``time.monotonic_ns()`` now, and when the caller stops waiting.
         written : int
-            The ``written`` counter the caller found (too small).
+            The ``written`` counter the caller found too small.
+        timeout_ns : int
+            Longest sleep, ns.
         """
-        words = self.words
-        left = deadline - now
-        period = words[PERIOD_NS]
-        if not period:
-            time.sleep(min(UNKNOWN_NAP, left) / _NS)
-            return
-        due = words[DUE_NS]
-        # The writer stores the next due time after the commit: a due time
-        # read before ``written`` changed is this block's, not the next one's
-        # (sleeping till that would sleep through the block).
-        fence()
-        if words[WRITTEN] != written:
-            return
-        jitter = words[JITTER_NS]
-        lead = min(self.oversleep + jitter + MARGIN, period // 2)
-        wake = due - lead
-        if now < wake:
-            if wake - now > min(left, MAX_SLEEP):
-                time.sleep(min(left, MAX_SLEEP) / _NS)
-                return
-            time.sleep((wake - now) / _NS)
-            # Track the 80th percentile of how late sleeps end, a step at a
-            # time: a sleep that ended milliseconds late (the CPUs were busy)
-            # moves it by one step, not by milliseconds.
-            if time.monotonic_ns() - wake > self.oversleep:
-                self.oversleep += STEP
-            elif self.oversleep > STEP:
-                self.oversleep -= STEP // 4
-        elif now < due + 2 * jitter + LATE:
-            # About due: look closely. Short naps, not sched_yield(): on busy
-            # CPUs a yield hands the core over for a whole time slice
-            # (milliseconds), while a sleeper whose timer fires is let back
-            # on at once.
-            time.sleep(CLOSE_NAP / _NS)
-        else:
-            time.sleep(min(max(period // 20, NAP_MIN), NAP_MAX, left) / _NS)
+        timeout_ns = max(0, min(timeout_ns, int(CHECK_EVERY * _NS)))
+        self._timeout.tv_sec, self._timeout.tv_nsec = divmod(timeout_ns, _NS)
+        if _syscall(_SYS_futex, self._written, _FUTEX_WAIT, written & 0xFFFFFFFF,
+                    self._timeout_ref, None, 0) < 0:
+            err = ctypes.get_errno()
+            # EAGAIN: written changed before the kernel looked; ETIMEDOUT,
+            # EINTR: the caller looks again.
+            if err not in (errno.EAGAIN, errno.ETIMEDOUT, errno.EINTR):
+                raise OSError(err, f"futex(FUTEX_WAIT): {os.strerror(err)}")
+
+
+class NapWaiter:
+    """The fallback where there is no futex: look every :data:`NAP` seconds."""
+
+    def __init__(self, segment: Segment) -> None:
+        self.words = segment.words
+
+    @contextlib.contextmanager
+    def waiting(self) -> Iterator[None]:
+        """Nothing to announce: the writer does not wake nap-takers."""
+        yield
+
+    def pause(self, written: int, timeout_ns: int) -> None:
+        """Sleep :data:`NAP` seconds (less if ``timeout_ns`` is shorter),
+        unless ``written`` changed already."""
+        if self.words[WRITTEN] == written:
+            time.sleep(max(0, min(timeout_ns / _NS, NAP)))
+
+
+def waiter_for(segment: Segment) -> FutexWaiter | NapWaiter:
+    """A :class:`FutexWaiter` where the futex can be used, else a :class:`NapWaiter`."""
+    if FUTEX_AVAILABLE and segment.control_address:
+        return FutexWaiter(segment)
+    return NapWaiter(segment)
+
+
+class CommitSignal:
+    """The writer's side: wake the sleeping readers after a commit.
+
+    Parameters
+    ----------
+    segment : Segment
+        The writer's segment.
+
+    Attributes
+    ----------
+    n_wakes : int
+        ``FUTEX_WAKE`` calls made (commits that found waiters counted).
+    """
+
+    def __init__(self, segment: Segment) -> None:
+        self.words = segment.words
+        self._written = segment.control_address + WRITTEN_OFFSET
+        self.n_wakes = 0
+
+    def committed(self) -> None:
+        """Wake every reader asleep on ``written``, if any is counted. Call
+        after each store to ``written`` (and when the stream stops)."""
+        full_fence()  # the store to written before the load of waiters
+        if self.words[WAITERS] and _syscall is not None:
+            _syscall(_SYS_futex, self._written, _FUTEX_WAKE, _INT_MAX, None, None, 0)
+            self.n_wakes += 1

@@ -23,15 +23,11 @@ from ampkit.errors import ConfigurationError, StateError
 from ampkit.logthrottle import LogThrottle
 from ampkit.shared.segment import (
     CLAIMED,
-    COMMIT_NS,
-    DUE_NS,
     HEARTBEAT,
     HEARTBEAT_INTERVAL,
-    JITTER_NS,
     M_CLAIMED,
     M_WRITTEN,
     MARKER_TEXT,
-    PERIOD_NS,
     STATE,
     STOPPED,
     TRUNCATED,
@@ -40,7 +36,7 @@ from ampkit.shared.segment import (
     create_segment,
     fence,
 )
-from ampkit.shared.waiting import CommitRhythm
+from ampkit.shared.waiting import CommitSignal
 from ampkit.worker import Closing, Worker
 
 __all__ = ["SharedWriter", "check_seconds", "DEFAULT_SECONDS", "DEFAULT_MARKERS"]
@@ -172,7 +168,7 @@ class SharedWriter(Closing):
         self._data = self.segment.data
         self._times = self.segment.times
         self._slots = self.segment.markers
-        self._rhythm_ = CommitRhythm()
+        self._signal = CommitSignal(self.segment)
         self._warn_cut = LogThrottle(logger)
         self._closed = False
         self._beat_lock = threading.Lock()
@@ -253,9 +249,8 @@ class SharedWriter(Closing):
         self._put(first % size, data, timestamps)
         fence()
         words[WRITTEN] = end
+        self._signal.committed()
         self.n_written = end
-        fence()
-        self._rhythm(float(timestamps[-1]))
 
     def _put(self, row: int, data: Any, timestamps: Any) -> None:
         size = self.n_rows
@@ -277,21 +272,6 @@ class SharedWriter(Closing):
             size = self.n_rows
             self._data[size + a : size + e] = self._data[a:e]
             self._times[size + a : size + e] = self._times[a:e]
-
-    def _rhythm(self, newest: float) -> None:
-        """Publish when this commit came and when the next is due, for
-        readers to time their waits: after the commit, so that a reader that
-        finds the new due time finds the new block too (see
-        :meth:`ampkit.shared.waiting.CommitWaiter.pause`)."""
-        now = time.monotonic_ns()
-        rhythm = self._rhythm_
-        rhythm.commit(now, newest)
-        words = self._words
-        words[COMMIT_NS] = now
-        if rhythm.due:
-            words[PERIOD_NS] = int(rhythm.period)
-            words[JITTER_NS] = int(rhythm.jitter)
-            words[DUE_NS] = int(rhythm.due)
 
     def _write_markers(self, markers: Sequence[tuple[float, str]], timestamps: Any) -> None:
         slots = self._slots
@@ -359,6 +339,7 @@ class SharedWriter(Closing):
                     return
                 self._closed = True
                 self._words[STATE] = STOPPED
+                self._signal.committed()  # sleeping readers learn it now
             try:
                 self.segment.path.unlink()
             except FileNotFoundError:
@@ -367,6 +348,6 @@ class SharedWriter(Closing):
             try:
                 self._heartbeat.stop()
             finally:
-                del self._words, self._data, self._times, self._slots
+                del self._words, self._data, self._times, self._slots, self._signal
                 self.segment.close()
             logger.info("shared stream %r closed after %d samples", self.name, self.n_written)

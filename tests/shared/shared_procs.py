@@ -168,6 +168,21 @@ def lost(args: argparse.Namespace) -> None:
         print(json.dumps({"lost_at": time.monotonic(), "error": str(exc)}), flush=True)
 
 
+def sleeper(args: argparse.Namespace) -> None:
+    """Attach, then wait once for the next sample (up to --duration s);
+    print whether it came, or how the stream ended."""
+    r = ampkit.attach(args.name, timeout=20)
+    print("attached", flush=True)
+    last = r.last_sample
+    try:
+        got = r.wait(last, last + 1, timeout=args.duration)
+    except StreamEndedError as exc:
+        print(json.dumps({"ended": str(exc)}), flush=True)
+        return
+    print(json.dumps({"got": None if got is None else got.tolist(), "index": last}),
+          flush=True)
+
+
 def attach_and_exit(args: argparse.Namespace) -> None:
     """Attach, read a little, exit normally."""
     r = ampkit.attach(args.name, timeout=20)
@@ -187,7 +202,8 @@ def main() -> None:
     parser.add_argument("--out")
     args = parser.parse_args()
     roles = {"amp-writer": amp_writer, "hammer": hammer, "paced": paced, "reader": reader,
-             "checker": checker, "lost": lost, "attach-and-exit": attach_and_exit}
+             "checker": checker, "lost": lost, "sleeper": sleeper,
+             "attach-and-exit": attach_and_exit}
     roles[args.role](args)
 
 

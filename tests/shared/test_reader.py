@@ -19,7 +19,8 @@ import ampkit
 from ampkit.errors import ConfigurationError, ConnectionLostError, StateError, StreamEndedError
 from ampkit.shared import SharedWriter
 from ampkit.shared.reader import SharedReader, attach
-from ampkit.shared.segment import segment_path
+from ampkit.shared.segment import WAITERS, segment_path
+from ampkit.shared.waiting import FUTEX_AVAILABLE
 
 
 def block(first: int, n: int, n_ch: int = 2) -> tuple[np.ndarray, np.ndarray]:
@@ -274,6 +275,11 @@ def test_killed_writer_is_noticed_within_a_second(shm_name, spawn):
     r = ampkit.attach(shm_name, timeout=5)
     r.update()
     time.sleep(0.2)
+    if FUTEX_AVAILABLE:  # the other reader is asleep in FUTEX_WAIT when the writer dies
+        deadline = time.monotonic() + 20
+        while r.segment.words[WAITERS] != 1:
+            assert time.monotonic() < deadline, "the other reader never waited"
+            time.sleep(0.001)
     writer.send_signal(signal.SIGKILL)
     killed = time.monotonic()
     with pytest.raises(ConnectionLostError, match=f"process {writer.pid}\\) is gone"):

@@ -31,6 +31,7 @@ from ampkit.shared.segment import (
     STALE_AFTER,
     STATE,
     STOPPED,
+    VERSION,
     WRITTEN,
     Header,
     _creation_lock,
@@ -47,7 +48,9 @@ def test_header_layout_is_fixed():
     assert Header.magic.offset == 0
     assert Header.state.offset == 192
     assert Header.claimed.offset == 256
-    assert Header.jitter_ns.offset + 8 == ctypes.sizeof(Header) == 320
+    assert Header.written.offset == 264  # readers FUTEX_WAIT on its low half
+    assert Header.waiters.offset == 320  # a cache line of its own: readers write it
+    assert ctypes.sizeof(Header) == 384
     assert all(getattr(Header, f).offset % 8 == 0 for f, *_ in Header._fields_
                if not f.startswith(("_", "version", "header_size")))
 
@@ -197,9 +200,9 @@ def test_other_layout_version_and_damage_are_refused(shm_name):
     header = Header.from_buffer(raw)
     header.version = 99
     _foreign(shm_name, bytes(raw))
-    with pytest.raises(ProtocolError, match="layout version 99; this ampkit reads version 1"):
+    with pytest.raises(ProtocolError, match=f"version 99; this ampkit reads version {VERSION}"):
         ampkit.attach(shm_name, timeout=0)
-    header.version = 1
+    header.version = VERSION
     header.n_rows = 10**9  # more rows than the file holds
     _foreign(shm_name, bytes(raw))
     with pytest.raises(ProtocolError, match="does not fit the file"):

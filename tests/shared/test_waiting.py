@@ -1,102 +1,142 @@
-"""When the writer says its next block is due, and how a reader sleeps till then."""
+"""Readers asleep in the futex, woken by the writer's commit: real processes."""
 
 from __future__ import annotations
+
+import json
+import signal
+import time
+from collections.abc import Callable
 
 import numpy as np
 import pytest
 
-from ampkit.shared import waiting
-from ampkit.shared.segment import DUE_NS, JITTER_NS, PERIOD_NS, WRITTEN
-from ampkit.shared.waiting import CommitRhythm, CommitWaiter
+import ampkit
+from ampkit.shared import SharedWriter
+from ampkit.shared.segment import WAITERS
+from ampkit.shared.waiting import FUTEX_AVAILABLE, FutexWaiter, NapWaiter, waiter_for
 
-MS = 1_000_000
-
-
-def run_rhythm(delays_ms: list[float]) -> list[float]:
-    """Blocks of 10 ms on a device schedule, committed ``delay`` ms after their
-    newest sample (never before the previous commit); returns, for each, how
-    far its commit was from the due time published before it (ms)."""
-    rhythm = CommitRhythm()
-    errors, last = [], 0
-    for k, delay in enumerate(delays_ms):
-        newest = 1_000 * MS + k * 10 * MS
-        now = max(last, newest + int(delay * MS))
-        if rhythm.due:
-            errors.append((now - rhythm.due) / MS)
-        rhythm.commit(now, newest / 1e9)
-        last = now
-    return errors
+needs_futex = pytest.mark.skipif(not FUTEX_AVAILABLE, reason="no futex on this platform")
 
 
-def test_steady_blocks_are_expected_on_time():
-    rng = np.random.default_rng(0)
-    errors = run_rhythm(list(0.2 + 0.1 * rng.random(300)))
-    assert np.abs(errors[20:]).max() < 0.1
+def until(condition: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
+    """Wait (generously) for ``condition``; fail naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"not within {timeout} s: {what}"
+        time.sleep(0.005)
 
 
-def test_a_stall_does_not_shift_the_schedule():
-    # blocks 100-103 held up 40 ms, then they come in a burst; later blocks on time
-    delays = [0.2] * 300
-    for k in range(100, 104):
-        delays[k] = 40.0 - 10 * (k - 100)
-    errors = run_rhythm(delays)  # errors[k - 2] is block k's
-    assert abs(errors[97]) < 0.1  # block 99
-    assert all(e > 5 for e in errors[98:102])  # the stalled ones come late...
-    assert abs(errors[102]) < 0.5  # ...block 104 is expected when it comes
-    assert np.abs(errors[103:]).max() < 0.5
-
-
-@pytest.mark.parametrize("stall", [20, 40, 60, 200])
-def test_after_a_stall_of_any_length_the_burst_is_expected(stall):
-    n = stall // 10
-    delays = [0.2] * 300
-    for k in range(100, 100 + n):
-        delays[k] = stall - 10 * (k - 100)  # held up, then all at once
-    errors = run_rhythm(delays)
-    assert np.abs(errors[98 + n :]).max() < 0.5, errors[95 : 110 + n]  # from block 100 + n
-
-
-def test_a_pause_is_relearned():
-    errors = run_rhythm([0.2] * 50 + [500.0] * 50)  # from now on commits lag 0.5 s
-    assert errors[48] > 400 and errors[49] > 400  # two late ones...
-    assert np.abs(errors[50:]).max() < 0.5  # ...and the next are expected
+def one_row(w: SharedWriter) -> None:
+    n = w.n_written
+    w.write(np.full((1, 1), n, np.float32), [n / 100.0])
 
 
 @pytest.fixture
-def sleeps(monkeypatch):
-    """The sleeps a CommitWaiter asks for, in seconds (not slept)."""
-    asked = []
-    monkeypatch.setattr(waiting.time, "sleep", asked.append)
-    return asked
+def writer(shm_name):
+    w = SharedWriter(shm_name, ["a"], 100.0, seconds=2)
+    yield w
+    w.close()
 
 
-def test_sleeps_till_shortly_before_due(sleeps):
-    now = 10_000 * MS
-    words = [0] * 64  # the header's words, as a reader sees them
-    words[PERIOD_NS], words[DUE_NS], words[JITTER_NS] = 10 * MS, now + 8 * MS, 50_000
-    waiter = CommitWaiter(words)  # type: ignore[arg-type]
-    waiter.pause(now, now + 1000 * MS, 0)
-    lead = waiting.OVERSLEEP + 50_000 + waiting.MARGIN
-    assert sleeps == [pytest.approx((8 * MS - lead) / 1e9)]
-    # about due: short naps
-    waiter.pause(now + 8 * MS - 10_000, now + 1000 * MS, 0)
-    assert sleeps[-1] == waiting.CLOSE_NAP / 1e9
-    # long overdue: naps of period / 20
-    waiter.pause(now + 20 * MS, now + 1000 * MS, 0)
-    assert sleeps[-1] == pytest.approx(0.0005)
-    # never past the caller's deadline
-    waiter.pause(now, now + 1 * MS, 0)
-    assert sleeps[-1] == pytest.approx(0.001)
+def sleepers(spawn, name: str, n: int) -> list:
+    return [spawn("sleeper", name, "--duration", "60", wait_ready=True) for _ in range(n)]
 
 
-def test_no_sleep_when_a_block_came_after_the_caller_looked(sleeps):
-    words = [0] * 64
-    words[PERIOD_NS], words[DUE_NS], words[WRITTEN] = 10 * MS, 20 * MS, 7
-    CommitWaiter(words).pause(0, 1000 * MS, 6)  # type: ignore[arg-type]
-    assert sleeps == []  # the due time read may be the block after block 7's
+def outcome(proc) -> dict:
+    out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err
+    return json.loads(out)
 
 
-def test_unknown_rhythm_naps(sleeps):
-    waiter = CommitWaiter([0] * 64)  # type: ignore[arg-type]
-    waiter.pause(0, 1000 * MS, 0)
-    assert sleeps == [waiting.UNKNOWN_NAP / 1e9]
+@needs_futex
+def test_a_reader_in_another_process_sleeps_until_the_commit_wakes_it(writer, spawn):
+    words = writer.segment.words
+    (proc,) = sleepers(spawn, writer.name, 1)
+    until(lambda: words[WAITERS] == 1, "the reader counted as a waiter")
+    time.sleep(0.3)
+    assert proc.poll() is None, "the reader returned with nothing written"
+    assert writer._signal.n_wakes == 0  # nothing committed: no wake-up
+    one_row(writer)
+    assert outcome(proc) == {"got": [[0.0]], "index": 0}
+    assert writer._signal.n_wakes == 1
+    until(lambda: words[WAITERS] == 0, "the reader counted out")
+
+
+@needs_futex
+def test_one_wake_up_per_commit_however_many_readers_and_none_without(writer, spawn):
+    words = writer.segment.words
+    procs = sleepers(spawn, writer.name, 4)
+    until(lambda: words[WAITERS] == 4, "four readers counted as waiters")
+    one_row(writer)
+    for proc in procs:
+        assert outcome(proc)["got"] == [[0.0]]
+    assert writer._signal.n_wakes == 1
+    until(lambda: words[WAITERS] == 0, "the readers counted out")
+    for _ in range(10):
+        one_row(writer)
+    assert writer._signal.n_wakes == 1  # nobody waits: no system call
+
+
+@needs_futex
+def test_a_reader_killed_in_its_sleep_costs_one_wake_per_commit(shm_name, writer, spawn):
+    words = writer.segment.words
+    procs = sleepers(spawn, writer.name, 2)
+    until(lambda: words[WAITERS] == 2, "two readers counted as waiters")
+    for proc in procs:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+    # Known and bounded: a reader killed asleep stays counted for the rest of
+    # this writer's run, so each commit makes one FUTEX_WAKE that wakes
+    # nobody -- one, however many were killed.
+    assert words[WAITERS] == 2
+    for _ in range(5):
+        one_row(writer)
+    assert writer._signal.n_wakes == 5
+    # The count still works for the living.
+    (proc,) = sleepers(spawn, writer.name, 1)
+    until(lambda: words[WAITERS] == 3, "a new reader counted on top")
+    one_row(writer)
+    assert outcome(proc) == {"got": [[5.0]], "index": 5}
+    until(lambda: words[WAITERS] == 2, "the new reader counted out")
+    writer.close()
+    with SharedWriter(shm_name, ["a"], 100.0) as fresh:  # the next run starts from 0
+        assert fresh.segment.words[WAITERS] == 0
+
+
+@needs_futex
+def test_closing_the_writer_wakes_sleeping_readers(writer, spawn):
+    words = writer.segment.words
+    procs = sleepers(spawn, writer.name, 2)
+    until(lambda: words[WAITERS] == 2, "two readers counted as waiters")
+    writer.close()
+    for proc in procs:
+        assert "stopped after 0 samples" in outcome(proc)["ended"]
+
+
+@needs_futex
+def test_a_reader_maps_the_header_writable_and_waits_on_the_futex(writer):
+    r = ampkit.attach(writer.name, timeout=0)
+    try:
+        assert r.segment.control_address
+        assert isinstance(waiter_for(r.segment), FutexWaiter)
+        assert r.segment.data.flags.writeable is False  # the rings stay read-only
+    finally:
+        r.close()
+
+
+def test_the_fallback_naps_until_the_block_is_there(shm_name, spawn):
+    """Where there is no futex a reader looks at intervals; nobody is counted."""
+    # 10 rows every 10 ms, each holding the block's first index
+    writer = spawn("paced", shm_name, wait_ready=True)
+    r = ampkit.attach(shm_name, timeout=5)
+    try:
+        r._waiter = NapWaiter(r.segment)
+        for _ in range(5):
+            last = r.last_sample
+            block = r.wait(last, last + 10, timeout=10)
+            assert block is not None and (block == last).all()
+        assert r.segment.words[WAITERS] == 0
+    finally:
+        r.close()
+        writer.send_signal(signal.SIGTERM)
+        writer.communicate(timeout=30)
