@@ -301,7 +301,8 @@ def _format_status(elapsed: float, status: dict[str, Any], acquiring: float | No
     if status.get("gaps"):
         parts.append(f"{status['gaps']} gaps")
     for key, value in status.items():
-        if key not in ("samples", "markers", "gaps"):
+        # A counter at zero (nothing dropped, nothing waiting) says nothing.
+        if key not in ("samples", "markers", "gaps") and value != 0:
             parts.append(f"{key} {value}")
     return "  ".join(parts)
 

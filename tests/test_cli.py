@@ -13,7 +13,7 @@ import pytest
 
 import ampkit
 import ampkit.io
-from ampkit.cli import main, parse_config
+from ampkit.cli import _format_status, main, parse_config
 from ampkit.errors import ConfigurationError
 from ampkit.io import Header, Mark
 from ampkit.markers import send_marker
@@ -148,6 +148,16 @@ def test_record_acquires_and_reports_progress():
     samples = int(last.split(" samples")[0].split()[-1])
     assert 750 <= samples <= 800, last
     assert "Hz" in last and "markers" in last
+
+
+def test_progress_line_leaves_out_counters_at_zero():
+    status = {"samples": 500, "markers": 2, "gaps": 0, "effective_rate": 250.0012,
+              "markers_dropped": 0, "backlog": 3, "marker_server_dropped": 0}
+    line = _format_status(2.0, status)
+    assert "250.0 Hz" in line and "2 markers" in line and "effective_rate 250.0012" in line
+    assert "backlog 3" in line
+    assert "dropped" not in line and "gaps" not in line
+    assert "markers_dropped 7" in _format_status(2.0, {**status, "markers_dropped": 7})
 
 
 def test_duration_ends_with_the_block_that_completes_it(tmp_path, recording):
