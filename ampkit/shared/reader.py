@@ -561,17 +561,21 @@ class SharedReader(_Watcher):
                 if time.monotonic_ns() >= deadline:
                     return None
                 time.sleep(sleep)
+        self._check_writer()
         with waiter.waiting():
-            while True:
-                written = words[WRITTEN]
-                if sampleEnd <= written:
-                    break
-                self._check_writer()
+            written = words[WRITTEN]
+            while sampleEnd > written:
                 now = time.monotonic_ns()
                 if now >= deadline:
                     return None
                 waiter.pause(written, deadline - now)
-        return self.get_data(sampleStart, sampleEnd)  # None if overwritten
+                new = words[WRITTEN]
+                if new == written:  # no commit woke it: the writer may have stopped or died
+                    self._check_writer()
+                written = new
+            # The samples before counting out: no system call between the
+            # wake-up and the caller having them.
+            return self.get_data(sampleStart, sampleEnd)  # None if overwritten
 
     def poll(
         self, nSamples: int, timeout: float = 10.0, sleep: float | None = None  # noqa: N803
