@@ -562,20 +562,18 @@ class SharedReader(_Watcher):
                     return None
                 time.sleep(sleep)
         self._check_writer()
-        with waiter.waiting():
-            written = words[WRITTEN]
-            while sampleEnd > written:
-                now = time.monotonic_ns()
-                if now >= deadline:
-                    return None
-                waiter.pause(written, deadline - now)
-                new = words[WRITTEN]
-                if new == written:  # no commit woke it: the writer may have stopped or died
-                    self._check_writer()
-                written = new
-            # The samples before counting out: no system call between the
-            # wake-up and the caller having them.
-            return self.get_data(sampleStart, sampleEnd)  # None if overwritten
+        waiter.count_in()  # once per reader: counted until it closes
+        written = words[WRITTEN]
+        while sampleEnd > written:
+            now = time.monotonic_ns()
+            if now >= deadline:
+                return None
+            waiter.pause(written, deadline - now)
+            new = words[WRITTEN]
+            if new == written:  # no commit woke it: the writer may have stopped or died
+                self._check_writer()
+            written = new
+        return self.get_data(sampleStart, sampleEnd)  # None if overwritten
 
     def poll(
         self, nSamples: int, timeout: float = 10.0, sleep: float | None = None  # noqa: N803
@@ -610,6 +608,7 @@ class SharedReader(_Watcher):
         if not self.connected:
             return
         self.connected = False
+        self._waiter.close()
         del self._words, self._data, self._times, self._slots, self._waiter
         self.segment.close()
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import json
+import os
 import signal
 import time
 from collections.abc import Callable
@@ -12,8 +14,14 @@ import pytest
 
 import ampkit
 from ampkit.shared import SharedWriter
-from ampkit.shared.segment import WAITERS
-from ampkit.shared.waiting import FUTEX_AVAILABLE, FutexWaiter, NapWaiter, waiter_for
+from ampkit.shared.segment import WAITERS, WAITERS_OFFSET
+from ampkit.shared.waiting import (
+    FUTEX_AVAILABLE,
+    FutexWaiter,
+    NapWaiter,
+    _count_out,
+    waiter_for,
+)
 
 needs_futex = pytest.mark.skipif(not FUTEX_AVAILABLE, reason="no futex on this platform")
 
@@ -75,6 +83,55 @@ def test_one_wake_up_per_commit_however_many_readers_and_none_without(writer, sp
     for _ in range(10):
         one_row(writer)
     assert writer._signal.n_wakes == 1  # nobody waits: no system call
+
+
+@needs_futex
+def test_a_reader_counts_in_once_and_out_when_it_closes(writer):
+    words, signal_ = writer.segment.words, writer._signal
+    r = ampkit.attach(writer.name, timeout=0)
+    try:
+        one_row(writer)
+        assert words[WAITERS] == 0 and signal_.n_wakes == 0  # polling readers are not counted
+        for _ in range(3):  # nothing comes: each wait sleeps and times out
+            assert r.wait(1, 2, timeout=0.02) is None
+            assert words[WAITERS] == 1  # counted once, not once per wait
+        one_row(writer)
+        assert r.wait(1, 2, timeout=1) is not None
+        assert words[WAITERS] == 1
+        one_row(writer)  # awake, but counted: the writer still calls FUTEX_WAKE
+        assert signal_.n_wakes == 2
+    finally:
+        r.close()
+    assert words[WAITERS] == 0
+    r.close()  # twice: counted out once
+    assert words[WAITERS] == 0
+    one_row(writer)
+    assert signal_.n_wakes == 2
+
+
+@needs_futex
+def test_a_reader_dropped_without_close_counts_out(writer):
+    r = ampkit.attach(writer.name, timeout=0)
+    assert r.wait(0, 1, timeout=0.01) is None
+    assert writer.segment.words[WAITERS] == 1
+    del r
+    gc.collect()
+    assert writer.segment.words[WAITERS] == 0
+
+
+@needs_futex
+def test_a_forked_child_that_exits_does_not_count_its_parent_out(writer):
+    """The count-out at exit belongs to the process that counted in; a child
+    that inherited the reader through fork runs the same exit hooks."""
+    r = ampkit.attach(writer.name, timeout=0)
+    try:
+        assert r.wait(0, 1, timeout=0.01) is None
+        address = r.segment.control_address + WAITERS_OFFSET
+        _count_out(address, os.getpid() + 1)  # what the hook does in another process
+        assert writer.segment.words[WAITERS] == 1
+    finally:
+        r.close()
+    assert writer.segment.words[WAITERS] == 0
 
 
 @needs_futex
