@@ -18,8 +18,9 @@ No wake-up is lost: a reader
    checked under its own lock;
 3. subtracts 1 from ``waiters`` when it closes (or its process exits), not
    after each wait: counting in and out are two system calls, which cost a
-   reader woken every 10 ms about a fifth of its CPU (measured: 110-120 µs
-   of CPU per block with the sleep alone, 145-160 µs counting per wait).
+   reader woken every 10 ms about a fifth of its CPU (measured on the
+   development machine: ``wait()`` took 108-119 µs of CPU per block counting
+   once, 130-162 µs counting around each wait).
 
 The writer stores ``written``, then a full barrier (:data:`~ampkit.shared.segment.full_fence`),
 then loads ``waiters``. Either it sees the reader's 1 and wakes -- a reader
