@@ -298,18 +298,23 @@ def test_a_full_brainflow_buffer_is_reported_and_marked_as_a_gap(caplog):
         blocks = read_blocks(amp, 1.0)
         time.sleep(0.5)  # 125 samples come, BrainFlow keeps 25
         with caplog.at_level(logging.WARNING, logger="ampkit"):
-            after = read_blocks(amp, 0.5)
+            first = amp.get_block()
+            overflows = amp.n_overflows
+            after = [first, *read_blocks(amp, 0.5)]
     finally:
         amp.stop()
-    assert len(after[0]) == 25 and amp.n_overflows == 1
+    assert len(first) == 25 and overflows == 1
     assert "older samples were lost" in caplog.text
     gaps = [(row, text) for row, text in sample_markers(blocks + after)
             if text.startswith("ampkit/gap")]
-    assert len(gaps) == 1
-    row, text = gaps[0]
-    # found from arrival times: marked once blocks stayed late (SampleClock.confirm)
-    assert after[0].index <= row <= after[0].index + 60
-    assert 80 <= int(text.split()[-1]) <= 130
+    # A test machine that stalls this process for 0.1 s while it reads on
+    # overflows the buffer again (and may mark that gap too); the sleep's gap
+    # is the one found from arrival times once blocks stayed late
+    # (SampleClock.confirm), soon after the first block.
+    assert 1 <= len(gaps) <= amp.n_overflows
+    near = [text for row, text in gaps if first.index <= row <= first.index + 60]
+    assert len(near) == 1
+    assert 80 <= int(near[0].split()[-1]) <= 130
 
 
 def test_state_errors():
